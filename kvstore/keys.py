@@ -59,9 +59,7 @@ def check_value(value: object) -> bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
-    raise InvalidArgumentError(
-        f"value must be bytes, not {type(value).__name__} (encode text first)"
-    )
+    raise InvalidArgumentError(f"value must be bytes, not {type(value).__name__} (encode text first)")
 
 
 def check_ttl(ttl: float | None) -> float | None:

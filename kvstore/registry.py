@@ -24,6 +24,9 @@ ENTRY_POINT_GROUP = "kvstore.backends"
 _BUILTIN: dict[str, tuple[str, str | None]] = {
     "memory": ("kvstore.backends.memory:MemoryStore", None),
     "sqlite": ("kvstore.backends.sqlite:SQLiteStore", None),
+    "etcd": ("kvstore.backends.etcd:EtcdStore", "etcd"),
+    "consul": ("kvstore.backends.consul:ConsulStore", "consul"),
+    "zk": ("kvstore.backends.zookeeper:ZooKeeperStore", "zk"),
 }
 
 _registered: dict[str, StoreFactory] = {}
@@ -67,9 +70,7 @@ def get_backend(name: str) -> StoreFactory:
     else:
         points = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
         if not points:
-            raise BackendNotSupportedError(
-                f"unknown backend {name!r} (known: {', '.join(backend_names())})"
-            )
+            raise BackendNotSupportedError(f"unknown backend {name!r} (known: {', '.join(backend_names())})")
         factory = _load(points[0].value, name, None)
     with _lock:
         _registered.setdefault(name, factory)

@@ -10,6 +10,7 @@ input with the same errors.
 from __future__ import annotations
 
 import abc
+import builtins
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -202,9 +203,7 @@ class Store(abc.ABC):
         self.prefix: str = keys.normalize(self.config.prefix, allow_root=True)
 
     # -- the public API ------------------------------------------------------
-    def put(
-        self, key: str, value: bytes, *, ttl: float | None = None, is_dir: bool = False
-    ) -> None:
+    def put(self, key: str, value: bytes, *, ttl: float | None = None, is_dir: bool = False) -> None:
         """Write ``value`` at ``key``; with ``ttl`` the key vanishes unless written again."""
         self._put(keys.normalize(key), keys.check_value(value), keys.check_ttl(ttl), is_dir)
 
@@ -220,7 +219,7 @@ class Store(abc.ABC):
         """True if ``key`` is present."""
         return self._exists(keys.normalize(key))
 
-    def list(self, directory: str) -> list[KVPair]:
+    def list(self, directory: str) -> builtins.list[KVPair]:
         """Every key below ``directory/`` at any depth, sorted by key, not the directory itself."""
         return self._list(keys.normalize(directory, allow_root=True))
 
@@ -232,7 +231,7 @@ class Store(abc.ABC):
         """Current value first, then one item per change; ends when the key is deleted."""
         return self._watch(keys.normalize(key))
 
-    def watch_tree(self, directory: str) -> Watch[list[KVPair]]:
+    def watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
         """Current children first (maybe ``[]``), then the whole list after every change."""
         return self._watch_tree(keys.normalize(directory, allow_root=True))
 
@@ -240,9 +239,7 @@ class Store(abc.ABC):
         self, key: str, value: bytes, previous: KVPair | None, *, ttl: float | None = None
     ) -> KVPair:
         """Create (``previous=None``) or compare-and-swap on ``previous.last_index``."""
-        return self._atomic_put(
-            keys.normalize(key), keys.check_value(value), previous, keys.check_ttl(ttl)
-        )
+        return self._atomic_put(keys.normalize(key), keys.check_value(value), previous, keys.check_ttl(ttl))
 
     def atomic_delete(self, key: str, previous: KVPair | None) -> None:
         """Delete only if the key is still at ``previous.last_index``."""
@@ -256,6 +253,7 @@ class Store(abc.ABC):
 
     def close(self) -> None:
         """Release connections and background threads; the store is unusable after."""
+        return  # nothing to release in the base class
 
     def __enter__(self) -> Store:
         return self
@@ -286,7 +284,7 @@ class Store(abc.ABC):
         return True
 
     @abc.abstractmethod
-    def _list(self, directory: str) -> list[KVPair]: ...
+    def _list(self, directory: str) -> builtins.list[KVPair]: ...
 
     @abc.abstractmethod
     def _delete_tree(self, directory: str) -> None: ...
@@ -295,12 +293,10 @@ class Store(abc.ABC):
     def _watch(self, key: str) -> Watch[KVPair]: ...
 
     @abc.abstractmethod
-    def _watch_tree(self, directory: str) -> Watch[list[KVPair]]: ...
+    def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]: ...
 
     @abc.abstractmethod
-    def _atomic_put(
-        self, key: str, value: bytes, previous: KVPair | None, ttl: float | None
-    ) -> KVPair: ...
+    def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair: ...
 
     @abc.abstractmethod
     def _atomic_delete(self, key: str, previous: KVPair) -> None: ...

@@ -133,7 +133,7 @@ class StoreConformance:
         assert store.get(f"{root}/bin").value == every_byte
         store.put(f"{root}/empty", b"")
         assert store.get(f"{root}/empty").value == b""
-        store.put(f"{root}/ba", bytearray(b"xy"))
+        store.put(f"{root}/ba", bytearray(b"xy"))  # type: ignore[arg-type]
         assert store.get(f"{root}/ba").value == b"xy"
 
     def test_get_missing_raises(self, store: Store, root: str) -> None:
@@ -185,9 +185,7 @@ class StoreConformance:
     def test_list_at_any_depth_sorted(self, store: Store, root: str) -> None:
         for key in ("b", "a/x", "a/y/z", "a/y/w", "c/d/e/f"):
             store.put(f"{root}/{key}", key.encode())
-        assert keys_of(store.list(root)) == [
-            f"{root}/{k}" for k in ("a/x", "a/y/w", "a/y/z", "b", "c/d/e/f")
-        ]
+        assert keys_of(store.list(root)) == [f"{root}/{k}" for k in ("a/x", "a/y/w", "a/y/z", "b", "c/d/e/f")]
         assert keys_of(store.list(f"{root}/a")) == [f"{root}/a/x", f"{root}/a/y/w", f"{root}/a/y/z"]
         assert keys_of(store.list(f"/{root}/a/y/")) == [f"{root}/a/y/w", f"{root}/a/y/z"]
         assert [p.value for p in store.list(f"{root}/c")] == [b"c/d/e/f"]
@@ -451,9 +449,8 @@ class StoreConformance:
 
     def test_lock_timeout_while_held(self, store: Store, root: str) -> None:
         with peer_of(store) as other:
-            with store.new_lock(f"{root}/lock"):
-                with pytest.raises(CannotLockError):
-                    other.new_lock(f"{root}/lock").acquire(timeout=0.5)
+            with store.new_lock(f"{root}/lock"), pytest.raises(CannotLockError):
+                other.new_lock(f"{root}/lock").acquire(timeout=0.5)
             lost = other.new_lock(f"{root}/lock").acquire(timeout=SLACK)
             assert not lost.is_set()
 
@@ -499,7 +496,7 @@ class StoreConformance:
                     with guard:
                         inside -= 1
                     lock.release()
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:  # reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
@@ -537,9 +534,10 @@ class StoreConformance:
     def test_lock_mutual_exclusion_between_processes(self, store: Store, root: str, tmp_path: Any) -> None:
         self._needs_processes(store)
         journal = os.path.join(str(tmp_path), "journal")
-        with _child(_child_lock_loop, store, f"{root}/lock", journal) as a, _child(
-            _child_lock_loop, store, f"{root}/lock", journal
-        ) as b:
+        with (
+            _child(_child_lock_loop, store, f"{root}/lock", journal) as a,
+            _child(_child_lock_loop, store, f"{root}/lock", journal) as b,
+        ):
             assert a.poll(SLACK * 6) and a.recv() == "done"
             assert b.poll(SLACK * 6) and b.recv() == "done"
         with open(journal) as fh:
@@ -604,7 +602,7 @@ def _child(target: Callable[..., None], store: Store, *args: Any) -> Iterator[_C
     try:
         yield _ChildHandle(process, ours)
     finally:
-        if process.is_alive():
+        if process.is_alive() and process.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGCONT)
             process.kill()
@@ -613,6 +611,7 @@ def _child(target: Callable[..., None], store: Store, *args: Any) -> Iterator[_C
 
 
 def _kill(child: _ChildHandle, signum: int) -> None:
+    assert child.process.pid is not None
     os.kill(child.process.pid, signum)
     if signum == signal.SIGKILL:
         child.process.join(timeout=SLACK)

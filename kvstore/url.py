@@ -60,4 +60,3 @@ def parse(url: str) -> StoreURL:
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"malformed store URL {url!r}: {exc}") from None
     return StoreURL(backend, addrs, prefix)
-

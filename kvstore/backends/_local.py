@@ -8,6 +8,7 @@ behaves identically on both stores; only how the signal is fed differs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -154,16 +155,16 @@ class LocalLock(Lock):
         next_renewal = time.monotonic() + renew_every if renew_every else None
         seen = self._signal.generation
         while not self._stop.is_set():
-            wait = MAX_WAIT if next_renewal is None else max(0.0, min(MAX_WAIT, next_renewal - time.monotonic()))
+            wait = (
+                MAX_WAIT if next_renewal is None else max(0.0, min(MAX_WAIT, next_renewal - time.monotonic()))
+            )
             seen = self._signal.wait(seen, wait)
             with self._mutex:
                 if self._stop.is_set() or self._pair is None:
                     return
                 try:
                     if next_renewal is not None and time.monotonic() >= next_renewal:
-                        self._pair = self._store.atomic_put(
-                            self._key, self._value, self._pair, ttl=self._ttl
-                        )
+                        self._pair = self._store.atomic_put(self._key, self._value, self._pair, ttl=self._ttl)
                         assert renew_every is not None
                         next_renewal = time.monotonic() + renew_every
                     elif self._store.get(self._key).last_index != self._pair.last_index:
@@ -182,7 +183,5 @@ class LocalLock(Lock):
         self._signal.bump()
         if pair is None:
             return
-        try:
-            self._store.atomic_delete(self._key, pair)
-        except (KeyModifiedError, KeyNotFoundError):
-            pass  # already lost: nothing of ours to remove
+        with contextlib.suppress(KeyModifiedError, KeyNotFoundError):
+            self._store.atomic_delete(self._key, pair)  # gone already: the lock was lost

@@ -19,7 +19,7 @@ from ._local import ChangeSignal, LocalLock, start_polling_watch
 
 
 class _Entry:
-    __slots__ = ("value", "index", "expires")
+    __slots__ = ("expires", "index", "value")
 
     def __init__(self, value: bytes, index: int, expires: float | None) -> None:
         self.value = value
@@ -133,9 +133,7 @@ class MemoryStore(Store):
     def _watch_tree(self, directory: str) -> Watch[list[KVPair]]:
         return start_polling_watch(self._signal, lambda: self._children(directory))
 
-    def _atomic_put(
-        self, key: str, value: bytes, previous: KVPair | None, ttl: float | None
-    ) -> KVPair:
+    def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         with self._mutex:
             entry = self._live(key)
             if previous is None:

@@ -134,7 +134,9 @@ class SQLiteStore(Store):
         row = conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'rev' RETURNING value").fetchone()
         return int(row[0])
 
-    def _write(self, conn: sqlite3.Connection, now: float, key: str, value: bytes, ttl: float | None) -> KVPair:
+    def _write(
+        self, conn: sqlite3.Connection, now: float, key: str, value: bytes, ttl: float | None
+    ) -> KVPair:
         index = self._next_index(conn)
         expires = None if ttl is None else now + ttl
         full = self._full(key)
@@ -204,9 +206,7 @@ class SQLiteStore(Store):
         self._ensure_monitor()
         return start_polling_watch(self._signal, lambda: self._children(directory))
 
-    def _atomic_put(
-        self, key: str, value: bytes, previous: KVPair | None, ttl: float | None
-    ) -> KVPair:
+    def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         full = self._full(key)
 
         def body(conn: sqlite3.Connection, now: float) -> KVPair:
