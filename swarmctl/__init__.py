@@ -1,4 +1,3 @@
-"""swarmctl: Docker Swarm's discovery and cluster manager, built on kvstore.
+"""swarmctl: Docker Swarm's discovery and cluster manager, built on kvstore."""
 
-No command exists yet; the command-line tool arrives with the discovery work.
-"""
+__version__ = "0.1.0"

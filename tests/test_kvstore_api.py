@@ -181,3 +181,25 @@ def test_sqlite_without_write_permission(existing_file: bool) -> None:
     assert result.stdout.startswith("NotReachableError"), result.stdout
     assert "permission denied" in result.stdout and str(path) in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _open_and_put(path: str, n: int) -> None:
+    with kvstore.new_store("sqlite", [path]) as store:
+        store.put(f"k{n}", b"x")
+
+
+def test_sqlite_new_file_opened_by_many_processes_at_once(tmp_path: Path) -> None:
+    """Creating the file and its schema races between processes; none may fail."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(5):
+        path = str(tmp_path / f"kv{trial}.db")
+        processes = [context.Process(target=_open_and_put, args=(path, n)) for n in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=60)
+        assert [p.exitcode for p in processes] == [0] * 6
+        with kvstore.new_store("sqlite", [path]) as store:
+            assert len(store.list("")) == 6

@@ -76,19 +76,36 @@ class SQLiteStore(Store):
 
     # -- connections and transactions ------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        with _mapped_errors(self.path):
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
+        """Open the file, switch it to WAL and create the schema once.
+
+        Several processes opening a new file at the same moment can get
+        SQLITE_BUSY from the journal-mode switch without sqlite's busy
+        handler being consulted, so that step is retried up to the
+        connection timeout.
+        """
+        deadline = time.monotonic() + self._timeout
+        pause = 0.005
+        while True:
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                # One script, so that processes opening a new file at once
-                # create the schema exactly once.
-                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            except BaseException:
-                conn.close()
-                raise
+                with _mapped_errors(self.path):
+                    return self._connect_once()
+            except NotReachableError as exc:
+                if "busy" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def _connect_once(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # One script, so that processes opening a new file at once
+            # create the schema exactly once.
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextlib.contextmanager

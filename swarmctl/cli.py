@@ -1,0 +1,253 @@
+"""The ``swarmctl`` command line: join, list, create, token-server.
+
+Every command turns bad input, an unreachable store or a missing TLS file
+into one line on stderr and exit status 1; usage errors (a missing argument,
+an unknown flag) exit 2, as click reports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import SwarmctlError
+
+log = logging.getLogger("swarmctl")
+
+app = typer.Typer(
+    name="swarmctl",
+    help="Docker Swarm's discovery tools: join nodes, list them, create and serve token clusters.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    fatal = "fatal"
+
+
+def _setup_logging(level: LogLevel) -> None:
+    names = {"fatal": "CRITICAL"}
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(names.get(level.value, level.value.upper()))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"swarmctl version {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[LogLevel, typer.Option("--log-level", "-l", help="Log level.")] = LogLevel.info,
+    version: Annotated[
+        bool, typer.Option("--version", "-v", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _setup_logging(log_level)
+
+
+def fails_cleanly(command: F) -> F:
+    """Report ``SwarmctlError`` (and kvstore errors) as one line and exit 1."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import kvstore
+
+        try:
+            return command(*args, **kwargs)
+        except (SwarmctlError, kvstore.KVStoreError) as exc:
+            typer.echo(f"swarmctl {command.__name__.rstrip('_').replace('_', '-')}: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so commands can finish their work (deregister) first."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+DiscoveryArg = Annotated[
+    str,
+    typer.Argument(
+        envvar="SWARM_DISCOVERY",
+        metavar="DISCOVERY",
+        show_default=False,
+        help="etcd://h1:p1,h2:p2/prefix, consul://h:p/prefix, zk://h1:p1/prefix, sqlite:///path/kv.db, "
+        "file:///path, nodes://h1:p1,h2:p2 (or h1:p1,h2:p2), token://<id>",
+    ),
+]
+DiscoveryOpts = Annotated[
+    list[str],
+    typer.Option(
+        "--discovery-opt",
+        metavar="K=V",
+        help="Discovery option K=V, repeatable: kv.cacertfile, kv.certfile, kv.keyfile, kv.path, token.url.",
+    ),
+]
+
+
+@app.command()
+@fails_cleanly
+def join(
+    discovery: DiscoveryArg,
+    advertise: Annotated[
+        str,
+        typer.Option(
+            "--advertise", "--addr", envvar="SWARM_ADVERTISE", show_default=False, metavar="HOST:PORT",
+            help="host:port of this node's Docker engine, as the manager will reach it ([IPv6]:port).",
+        ),
+    ],
+    delay: Annotated[str, typer.Option(metavar="DURATION", help="Wait a random time up to this before the first registration.")] = "0s",
+    heartbeat: Annotated[str, typer.Option(metavar="DURATION", help="Re-register this often.")] = "60s",
+    ttl: Annotated[str, typer.Option(metavar="DURATION", help="Registration expires after this unless renewed.")] = "180s",
+    discovery_opt: DiscoveryOpts = [],  # noqa: B006 - typer reads the default
+) -> None:
+    """Register a Docker node in discovery every heartbeat until stopped (SIGINT/SIGTERM removes it)."""
+    from .discovery import new_discovery, parse_options
+    from .discovery.entry import check_address
+    from .durations import parse_duration
+    from .join import check_timing, run_join
+
+    address = check_address(advertise.strip())
+    delay_s = parse_duration(delay, "--delay")
+    heartbeat_s = parse_duration(heartbeat, "--heartbeat")
+    ttl_s = parse_duration(ttl, "--ttl")
+    check_timing(heartbeat_s, ttl_s, delay_s)
+    source = new_discovery(discovery, parse_options(discovery_opt))
+    stop = stop_on_signals()
+    try:
+        run_join(source, address, delay=delay_s, heartbeat=heartbeat_s, ttl=ttl_s, stop=stop)
+    finally:
+        source.close()
+
+
+@app.command("list")
+@fails_cleanly
+def list_(
+    discovery: DiscoveryArg,
+    timeout: Annotated[str, typer.Option(metavar="DURATION", help="Give up (exit 1) if the list cannot be read within this.")] = "10s",
+    discovery_opt: DiscoveryOpts = [],  # noqa: B006
+) -> None:
+    """Print the nodes of a cluster, one host:port per line."""
+    from .discovery import new_discovery, parse_options
+    from .durations import parse_duration
+    from .errors import DiscoveryError
+
+    limit = parse_duration(timeout, "--timeout")
+    source = new_discovery(discovery, parse_options(discovery_opt))
+    deadline = time.monotonic() + limit
+    try:
+        while True:
+            try:
+                nodes = source.fetch()
+                break
+            except DiscoveryError as exc:
+                if time.monotonic() + 0.5 > deadline:
+                    raise SwarmctlError(f"cannot read {discovery} within {timeout}: {exc}") from None
+                log.debug("retrying: %s", exc)
+                time.sleep(0.5)
+    finally:
+        source.close()
+    if nodes:
+        sys.stdout.write("\n".join(nodes) + "\n")
+
+
+@app.command()
+@fails_cleanly
+def create(
+    discovery_opt: DiscoveryOpts = [],  # noqa: B006
+) -> None:
+    """Create a cluster on a hosted discovery service and print its id (for token://<id>)."""
+    from .discovery import parse_options
+    from .discovery.token import create_cluster
+
+    options = parse_options(discovery_opt)
+    service = options.get("token.url") or os.environ.get("SWARM_TOKEN_URL")
+    if not service:
+        raise SwarmctlError("no discovery service: give --discovery-opt token.url=URL or set SWARM_TOKEN_URL")
+    typer.echo(create_cluster(service))
+
+
+def _default_token_store() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return f"sqlite://{os.path.join(base, 'swarmctl', 'tokens.db')}"
+
+
+@app.command("token-server")
+@fails_cleanly
+def token_server(
+    host: Annotated[
+        str,
+        typer.Option("-H", "--host", envvar="SWARM_HOST", show_default=False, metavar="tcp://IP:PORT",
+                     help="Listen on this address."),
+    ],
+    store: Annotated[
+        str,
+        typer.Option(help="kvstore URL to keep clusters in (default: an embedded sqlite file).",
+                     show_default=False, metavar="URL"),
+    ] = "",
+) -> None:
+    """Serve the hosted discovery API (POST/GET/DELETE /clusters/<id>) for token:// clusters."""
+    import kvstore
+
+    from .listen import parse_listen
+    from .tokenserver import serve
+
+    listen = parse_listen(host)
+    if listen.scheme != "tcp":
+        raise SwarmctlError(f"token-server listens on TCP only, not {host}")
+    url = store or _default_token_store()
+    if url.startswith("sqlite://"):
+        os.makedirs(os.path.dirname(url[len("sqlite://") :]), exist_ok=True)
+    stop = stop_on_signals()
+    with kvstore.from_url(url) as kv:
+        log.info("keeping clusters in %s", url)
+        serve(listen.host, listen.port, kv, stop)
+
+
+def main() -> None:
+    """Entry point: no traceback ever reaches the user unless --log-level debug."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        print(f"swarmctl: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,49 @@
+"""Node addresses (``host:port``): the one format every discovery source yields."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ..errors import SwarmctlError
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+_DOTTED = re.compile(r"^[0-9.]+$")
+
+
+def split_address(address: str, entry: str | None = None) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port`` or ``[v6]:port``; ``SwarmctlError`` naming ``entry``."""
+    shown = entry if entry is not None else address
+    if address.startswith("["):
+        end = address.find("]")
+        if end < 0 or not address[end + 1 :].startswith(":"):
+            raise SwarmctlError(f"invalid address {shown!r}: expected [IPv6]:port")
+        host, port_text = address[1:end], address[end + 2 :]
+        try:
+            if ipaddress.ip_address(host).version != 6:
+                raise ValueError
+        except ValueError:
+            raise SwarmctlError(f"invalid address {shown!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = address.rpartition(":")
+        if not sep:
+            raise SwarmctlError(f"invalid address {shown!r}: expected host:port")
+        if ":" in host:
+            raise SwarmctlError(f"invalid address {shown!r}: write IPv6 addresses as [addr]:port")
+        if not host:
+            raise SwarmctlError(f"invalid address {shown!r}: empty host")
+        if _DOTTED.match(host):
+            octets = host.split(".")
+            if len(octets) != 4 or not all(o.isdigit() and int(o) <= 255 for o in octets):
+                raise SwarmctlError(f"invalid address {shown!r}: {host} is not an IPv4 address")
+        elif not _HOSTNAME.match(host):
+            raise SwarmctlError(f"invalid address {shown!r}: {host!r} is not a host name")
+    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise SwarmctlError(f"invalid address {shown!r}: port must be 1-65535")
+    return host, int(port_text)
+
+
+def check_address(address: str, entry: str | None = None) -> str:
+    """``address`` itself when it is a valid ``host:port``."""
+    split_address(address, entry)
+    return address

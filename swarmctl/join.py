@@ -1,0 +1,88 @@
+"""``swarmctl join``: keep one node's address registered in discovery.
+
+Waits a random time in ``[0, delay]`` (so a thousand nodes restarted by one
+script do not hit the store in the same second), then writes the address with
+the TTL every heartbeat. A failed write is logged and retried sooner (1 s,
+doubling up to the heartbeat), so a node whose store is down appears as soon
+as the store is back. On stop it removes its own entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+from .discovery.base import Discovery
+from .durations import format_duration
+from .errors import DiscoveryError, SwarmctlError
+
+log = logging.getLogger("swarmctl.join")
+
+
+def check_timing(heartbeat: float, ttl: float, delay: float) -> None:
+    """The contract's checks: heartbeat >= 1s, ttl > heartbeat, delay >= 0."""
+    if heartbeat < 1:
+        raise SwarmctlError(f"--heartbeat must be at least 1s, not {format_duration(heartbeat)}")
+    if ttl <= heartbeat:
+        raise SwarmctlError(
+            f"--ttl ({format_duration(ttl)}) must be longer than --heartbeat ({format_duration(heartbeat)})"
+        )
+    if delay < 0:
+        raise SwarmctlError("--delay must not be negative")
+
+
+def run_join(
+    discovery: Discovery,
+    advertise: str,
+    *,
+    delay: float,
+    heartbeat: float,
+    ttl: float,
+    stop: threading.Event,
+) -> None:
+    """Register until ``stop`` is set, then deregister."""
+    if not discovery.can_register:
+        raise SwarmctlError(f"{discovery.url}: a static list cannot be joined; add the node to it instead")
+    wait = random.uniform(0, delay) if delay > 0 else 0.0
+    if wait:
+        log.info("waiting %s before the first registration (--delay %s)", format_duration(round(wait, 3)),
+                 format_duration(delay))
+        if stop.wait(wait):
+            return
+    log.info("registering %s on %s every %s (ttl %s)", advertise, discovery.url,
+             format_duration(heartbeat), format_duration(ttl))
+    retry = 1.0
+    registered = False
+    while not stop.is_set():
+        try:
+            discovery.register(advertise, ttl)
+        except DiscoveryError as exc:
+            log.warning("cannot register %s: %s; retrying in %s", advertise, exc, format_duration(retry))
+            registered = False
+            stop.wait(retry)
+            retry = min(retry * 2, heartbeat)
+            continue
+        if not registered:
+            log.info("registered %s", advertise)
+        else:
+            log.debug("refreshed %s", advertise)
+        registered = True
+        retry = 1.0
+        stop.wait(heartbeat)
+    _leave(discovery, advertise)
+
+
+def _leave(discovery: Discovery, advertise: str) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            discovery.deregister(advertise)
+            log.info("removed %s from %s", advertise, discovery.url)
+            return
+        except DiscoveryError as exc:
+            if time.monotonic() > deadline:
+                log.warning("could not remove %s (%s); it expires with its TTL", advertise, exc)
+                return
+            time.sleep(0.2)
