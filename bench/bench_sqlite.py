@@ -36,7 +36,9 @@ def raw_sqlite(path: Path, ops: int) -> tuple[float, float]:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, idx INTEGER, expires REAL) WITHOUT ROWID")
+    conn.execute(
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, idx INTEGER, expires REAL) WITHOUT ROWID"
+    )
 
     def put(n: int) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -100,14 +102,20 @@ def main() -> None:
         raw_put, raw_get = raw_sqlite(Path(tmp) / "raw.db", args.ops)
         kv_put, kv_get = kv_sqlite(Path(tmp) / "kv.db", args.ops)
         delays = watch_latency(Path(tmp) / "watch.db", args.changes)
-    print(f"sqlite put: kvstore {kv_put * 1e6:8.1f} us   raw sqlite3 {raw_put * 1e6:8.1f} us   "
-          f"ratio {kv_put / raw_put:.2f}")
-    print(f"sqlite get: kvstore {kv_get * 1e6:8.1f} us   raw sqlite3 {raw_get * 1e6:8.1f} us   "
-          f"ratio {kv_get / raw_get:.2f}")
+    print(
+        f"sqlite put: kvstore {kv_put * 1e6:8.1f} us   raw sqlite3 {raw_put * 1e6:8.1f} us   "
+        f"ratio {kv_put / raw_put:.2f}"
+    )
+    print(
+        f"sqlite get: kvstore {kv_get * 1e6:8.1f} us   raw sqlite3 {raw_get * 1e6:8.1f} us   "
+        f"ratio {kv_get / raw_get:.2f}"
+    )
     ms = sorted(d * 1000 for d in delays)
     p95 = ms[int(len(ms) * 0.95) - 1]
-    print(f"cross-process watch delivery over {len(ms)} changes: median {statistics.median(ms):.1f} ms, "
-          f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms   (target 100 ms: p95/target {p95 / 100:.2f})")
+    print(
+        f"cross-process watch delivery over {len(ms)} changes: median {statistics.median(ms):.1f} ms, "
+        f"p95 {p95:.1f} ms, max {ms[-1]:.1f} ms   (target 100 ms: p95/target {p95 / 100:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from functools import wraps
 from typing import Annotated, Any, TypeVar
 
@@ -37,7 +37,7 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class LogLevel(str, Enum):
+class LogLevel(StrEnum):
     debug = "debug"
     info = "info"
     warning = "warning"
@@ -128,13 +128,22 @@ def join(
     advertise: Annotated[
         str,
         typer.Option(
-            "--advertise", "--addr", envvar="SWARM_ADVERTISE", show_default=False, metavar="HOST:PORT",
+            "--advertise",
+            "--addr",
+            envvar="SWARM_ADVERTISE",
+            show_default=False,
+            metavar="HOST:PORT",
             help="host:port of this node's Docker engine, as the manager will reach it ([IPv6]:port).",
         ),
     ],
-    delay: Annotated[str, typer.Option(metavar="DURATION", help="Wait a random time up to this before the first registration.")] = "0s",
+    delay: Annotated[
+        str,
+        typer.Option(metavar="DURATION", help="Wait a random time up to this before the first registration."),
+    ] = "0s",
     heartbeat: Annotated[str, typer.Option(metavar="DURATION", help="Re-register this often.")] = "60s",
-    ttl: Annotated[str, typer.Option(metavar="DURATION", help="Registration expires after this unless renewed.")] = "180s",
+    ttl: Annotated[
+        str, typer.Option(metavar="DURATION", help="Registration expires after this unless renewed.")
+    ] = "180s",
     discovery_opt: DiscoveryOpts = [],  # noqa: B006 - typer reads the default
 ) -> None:
     """Register a Docker node in discovery every heartbeat until stopped (SIGINT/SIGTERM removes it)."""
@@ -148,7 +157,9 @@ def join(
     heartbeat_s = parse_duration(heartbeat, "--heartbeat")
     ttl_s = parse_duration(ttl, "--ttl")
     check_timing(heartbeat_s, ttl_s, delay_s)
-    source = new_discovery(discovery, parse_options(discovery_opt))
+    # Each attempt to reach the store is bounded by the heartbeat, so a down
+    # store delays the next retry by at most one heartbeat.
+    source = new_discovery(discovery, parse_options(discovery_opt), timeout=min(heartbeat_s, 10.0))
     stop = stop_on_signals()
     try:
         run_join(source, address, delay=delay_s, heartbeat=heartbeat_s, ttl=ttl_s, stop=stop)
@@ -160,7 +171,9 @@ def join(
 @fails_cleanly
 def list_(
     discovery: DiscoveryArg,
-    timeout: Annotated[str, typer.Option(metavar="DURATION", help="Give up (exit 1) if the list cannot be read within this.")] = "10s",
+    timeout: Annotated[
+        str, typer.Option(metavar="DURATION", help="Give up (exit 1) if the list cannot be read within this.")
+    ] = "10s",
     discovery_opt: DiscoveryOpts = [],  # noqa: B006
 ) -> None:
     """Print the nodes of a cluster, one host:port per line."""
@@ -169,7 +182,7 @@ def list_(
     from .errors import DiscoveryError
 
     limit = parse_duration(timeout, "--timeout")
-    source = new_discovery(discovery, parse_options(discovery_opt))
+    source = new_discovery(discovery, parse_options(discovery_opt), timeout=limit)
     deadline = time.monotonic() + limit
     try:
         while True:
@@ -213,13 +226,28 @@ def _default_token_store() -> str:
 def token_server(
     host: Annotated[
         str,
-        typer.Option("-H", "--host", envvar="SWARM_HOST", show_default=False, metavar="tcp://IP:PORT",
-                     help="Listen on this address."),
+        typer.Option(
+            "-H",
+            "--host",
+            envvar="SWARM_HOST",
+            show_default=False,
+            metavar="tcp://IP:PORT",
+            help="Listen on this address.",
+        ),
     ],
     store: Annotated[
         str,
-        typer.Option(help="kvstore URL to keep clusters in (default: an embedded sqlite file).",
-                     show_default=False, metavar="URL"),
+        typer.Option(
+            help="kvstore URL to keep clusters in (default: an embedded sqlite file).",
+            show_default=False,
+            metavar="URL",
+        ),
+    ] = "",
+    tlscert: Annotated[
+        str, typer.Option(help="Serve HTTPS with this certificate (PEM).", show_default=False, metavar="FILE")
+    ] = "",
+    tlskey: Annotated[
+        str, typer.Option(help="The certificate's key (PEM).", show_default=False, metavar="FILE")
     ] = "",
 ) -> None:
     """Serve the hosted discovery API (POST/GET/DELETE /clusters/<id>) for token:// clusters."""
@@ -231,13 +259,15 @@ def token_server(
     listen = parse_listen(host)
     if listen.scheme != "tcp":
         raise SwarmctlError(f"token-server listens on TCP only, not {host}")
+    if bool(tlscert) != bool(tlskey):
+        raise SwarmctlError("--tlscert and --tlskey go together")
     url = store or _default_token_store()
     if url.startswith("sqlite://"):
         os.makedirs(os.path.dirname(url[len("sqlite://") :]), exist_ok=True)
     stop = stop_on_signals()
     with kvstore.from_url(url) as kv:
         log.info("keeping clusters in %s", url)
-        serve(listen.host, listen.port, kv, stop)
+        serve(listen.host, listen.port, kv, stop, (tlscert, tlskey) if tlscert else None)
 
 
 def main() -> None:

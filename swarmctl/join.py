@@ -47,12 +47,20 @@ def run_join(
         raise SwarmctlError(f"{discovery.url}: a static list cannot be joined; add the node to it instead")
     wait = random.uniform(0, delay) if delay > 0 else 0.0
     if wait:
-        log.info("waiting %s before the first registration (--delay %s)", format_duration(round(wait, 3)),
-                 format_duration(delay))
+        log.info(
+            "waiting %s before the first registration (--delay %s)",
+            format_duration(round(wait, 3)),
+            format_duration(delay),
+        )
         if stop.wait(wait):
             return
-    log.info("registering %s on %s every %s (ttl %s)", advertise, discovery.url,
-             format_duration(heartbeat), format_duration(ttl))
+    log.info(
+        "registering %s on %s every %s (ttl %s)",
+        advertise,
+        discovery.url,
+        format_duration(heartbeat),
+        format_duration(ttl),
+    )
     retry = 1.0
     registered = False
     while not stop.is_set():

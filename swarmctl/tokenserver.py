@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
@@ -82,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: TokenHTTPServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
@@ -111,13 +112,13 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("store error: %s", exc)
             self._reply(503, f"store unavailable: {exc}\n".encode())
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._guarded("get")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._guarded("post")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._guarded("delete")
 
     def _read_body(self) -> bytes | None:
@@ -186,15 +187,31 @@ class TokenHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-def serve(host: str, port: int, store: kvstore.Store, stop: threading.Event) -> None:
-    """Serve until ``stop`` is set."""
+def serve(
+    host: str,
+    port: int,
+    store: kvstore.Store,
+    stop: threading.Event,
+    tls: tuple[str, str] | None = None,
+) -> None:
+    """Serve until ``stop`` is set; over HTTPS when ``tls`` is ``(certfile, keyfile)``."""
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(*tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise SwarmctlError(f"cannot load --tlscert/--tlskey {tls[0]}, {tls[1]}: {exc}") from None
     try:
         server = TokenHTTPServer((host, port), TokenService(store))
     except OSError as exc:
         raise SwarmctlError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name="token-server", daemon=True)
     thread.start()
-    log.info("token service listening on http://%s:%d/clusters", host, server.server_address[1])
+    scheme = "https" if context is not None else "http"
+    log.info("token service listening on %s://%s:%d/clusters", scheme, host, server.server_address[1])
     stop.wait()
     server.shutdown()
     server.server_close()

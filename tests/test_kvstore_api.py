@@ -37,7 +37,12 @@ def test_import_pulls_in_no_swarm_or_client_library() -> None:
 @pytest.mark.parametrize(
     ("url", "backend", "addrs", "prefix"),
     [
-        ("etcd://127.0.0.1:2379,127.0.0.1:22379/myapp", "etcd", ["127.0.0.1:2379", "127.0.0.1:22379"], "myapp"),
+        (
+            "etcd://127.0.0.1:2379,127.0.0.1:22379/myapp",
+            "etcd",
+            ["127.0.0.1:2379", "127.0.0.1:22379"],
+            "myapp",
+        ),
         ("consul://h:8500", "consul", ["h:8500"], ""),
         ("zk://a:1,b:2/x/y/", "zk", ["a:1", "b:2"], "x/y"),
         ("sqlite:///abs/path/kv.db", "sqlite", ["/abs/path/kv.db"], ""),
@@ -53,8 +58,20 @@ def test_url_parsing(url: str, backend: str, addrs: list[str], prefix: str) -> N
 
 @pytest.mark.parametrize(
     "url",
-    ["", "etcd", "etcd:/h:1", "://h:1", "etcd://", "etcd:///prefix", "etcd://a,,b", "sqlite://relative.db",
-     "sqlite://", "memory://host", "etcd://h 1:2", "etcd://h:1/a/../b"],
+    [
+        "",
+        "etcd",
+        "etcd:/h:1",
+        "://h:1",
+        "etcd://",
+        "etcd:///prefix",
+        "etcd://a,,b",
+        "sqlite://relative.db",
+        "sqlite://",
+        "memory://host",
+        "etcd://h 1:2",
+        "etcd://h:1/a/../b",
+    ],
 )
 def test_malformed_urls_name_the_url(url: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:
@@ -63,7 +80,7 @@ def test_malformed_urls_name_the_url(url: str) -> None:
 
 
 def test_unknown_backend() -> None:
-    with pytest.raises(BackendNotSupportedError, match="unknown backend 'redis'.*memory"):
+    with pytest.raises(BackendNotSupportedError, match=r"unknown backend 'redis'.*memory"):
         kvstore.new_store("redis", ["127.0.0.1:6379"])
     with pytest.raises(BackendNotSupportedError):
         kvstore.from_url("redis://127.0.0.1:6379")

@@ -6,6 +6,7 @@ Each scheme lives in its own module, imported only when used, so that
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -28,15 +29,18 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
         if not sep or not key:
             raise SwarmctlError(f"invalid --discovery-opt {pair!r}: expected KEY=VALUE")
         if key not in KNOWN_OPTIONS:
-            raise SwarmctlError(
-                f"unknown --discovery-opt {key!r} (known: {', '.join(KNOWN_OPTIONS)})"
-            )
+            raise SwarmctlError(f"unknown --discovery-opt {key!r} (known: {', '.join(KNOWN_OPTIONS)})")
         options[key] = value
     return options
 
 
-def new_discovery(url: str, options: dict[str, str] | None = None) -> Discovery:
-    """The discovery ``url`` names, checked (TLS files included) before anything connects."""
+def new_discovery(
+    url: str, options: dict[str, str] | None = None, *, timeout: float | None = None
+) -> Discovery:
+    """The discovery ``url`` names, checked (TLS files included) before anything connects.
+
+    ``timeout`` bounds each attempt to reach a kv store (kvstore's ``connection_timeout``).
+    """
     options = dict(options or {})
     text = url.strip()
     if not text:
@@ -51,6 +55,8 @@ def new_discovery(url: str, options: dict[str, str] | None = None) -> Discovery:
         from .tls import store_config
 
         config = store_config(scheme, options)
+        if timeout is not None:
+            config = dataclasses.replace(config, connection_timeout=max(timeout, 0.1))
         try:
             import kvstore.url
 

@@ -92,7 +92,7 @@ class TokenDiscovery(Discovery):
         return nodes
 
     def register(self, address: str, ttl: float) -> None:
-        request("POST", f"{self.cluster_url}?ttl={int(round(ttl))}", address.encode())
+        request("POST", f"{self.cluster_url}?ttl={round(ttl)}", address.encode())
 
     def deregister(self, address: str) -> None:
         # The hosted API has no per-node delete: re-register with the shortest TTL.
