@@ -1,0 +1,469 @@
+"""The connection under the etcd backend: endpoints, fail-over, auth, errors, resumable watches.
+
+We speak etcd's v3 gRPC API through the message classes and stubs that
+``python3-etcd3`` generates (``etcd3.etcdrpc``), but not through its
+high-level client, because that client cannot give the guarantees the
+contract asks for:
+
+- its failover only marks an endpoint failed and raises; the *caller* has to
+  retry. Here every call retries on the next endpoint until its budget
+  (``Config.connection_timeout``) is spent, so a dying member costs the
+  caller nothing but latency;
+- its watcher dies on the first broken stream (and its clean-up path raises
+  ``NameError``), so a watch could not resume. :class:`WatchStream` below
+  re-creates the etcd watch on another member from the last revision it
+  delivered, so no change is lost across a reconnect;
+- its errors are bare ``grpc.RpcError``/``Etcd3Exception``; here each one
+  becomes a :class:`~kvstore.KVStoreError` subclass before it leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped]
+from etcd3 import etcdrpc  # type: ignore[import-untyped]
+
+from ..addresses import parse_host_port
+from ..errors import InvalidArgumentError, KVStoreError, NotReachableError
+from ..store import ClientTLS, Config
+
+T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 2379
+
+#: gRPC channel options.
+#: - Keepalive pings find a member that vanished without closing its sockets
+#:   (power loss, partition, SIGSTOP) within ~15 s even on an idle watch;
+#:   etcd refuses pings more frequent than every 5 s (``--grpc-keepalive-min-time``)
+#:   and pings without an open stream, so neither is done.
+#: - Short reconnect backoff: gRPC's default grows to two minutes, during which
+#:   a member that came back would still be reported down.
+#: - No message size limit of our own: etcd enforces its request limit, and a
+#:   large ``list`` must not fail on the client's 4 MiB default.
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+]
+
+#: gRPC codes after which the same request may go to another member: the
+#: member is down or unreachable, has no leader, or lost it mid-request
+#: (etcd reports "leader changed", "no leader" and "request timed out" as
+#: UNAVAILABLE).
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+#: Substrings of gRPC's error details that mean the TLS handshake failed:
+#: a configuration problem that retrying cannot fix.
+_TLS_MARKERS = ("handshake", "tsi_", "ssl", "certificate")
+
+#: Metadata that makes a member end a watch stream once it has lost the
+#: leader (etcd's ``WithRequireLeader``): a member cut off from the cluster
+#: would otherwise keep the watch open and silently stale.
+_REQUIRE_LEADER = ("hasleader", "true")
+
+#: Each attempt of a call gets at least this long before we try another member.
+MIN_ATTEMPT = 1.0
+
+
+def _code(exc: grpc.RpcError) -> Any:
+    try:
+        return exc.code()
+    except Exception:  # an RpcError that is not a Call: no code to read
+        return grpc.StatusCode.UNKNOWN
+
+
+def _details(exc: grpc.RpcError) -> str:
+    try:
+        return str(exc.details() or exc)
+    except Exception:
+        return str(exc)
+
+
+def is_tls_failure(details: str) -> bool:
+    """True when gRPC's error text says the TLS handshake (not the network) failed."""
+    lowered = details.lower()
+    return any(marker in lowered for marker in _TLS_MARKERS)
+
+
+def map_rpc_error(exc: grpc.RpcError, what: str) -> KVStoreError:
+    """The kvstore error for a gRPC failure of ``what`` (a short description of the call)."""
+    code = _code(exc)
+    details = _details(exc)
+    if code in _RETRYABLE:
+        return NotReachableError(f"{what}: etcd is not reachable: {details}")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgumentError(f"{what}: etcd rejected the request: {details}")
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return KVStoreError(f"{what}: etcd refused access: {details}")
+    if code == grpc.StatusCode.CANCELLED:
+        return KVStoreError(f"{what}: cancelled (the store is closing): {details}")
+    name = getattr(code, "name", str(code))
+    return KVStoreError(f"{what}: etcd error {name}: {details}")
+
+
+def is_lease_not_found(exc: grpc.RpcError) -> bool:
+    """etcd's "requested lease not found": the lease expired or was revoked."""
+    return bool(_code(exc) == grpc.StatusCode.NOT_FOUND and "lease" in _details(exc).lower())
+
+
+def _read(path: str, role: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise NotReachableError(f"etcd TLS: cannot read the {role} file {path!r}: {exc.strerror}") from None
+
+
+def channel_credentials(tls: ClientTLS) -> Any:
+    """gRPC TLS credentials from kvstore's :class:`ClientTLS`, reading (and checking) the files now.
+
+    Reading them here, before any connection, turns a missing or unreadable
+    file into an immediate error that names the file instead of a
+    connection failure after the timeout.
+    """
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise InvalidArgumentError("etcd TLS: cert_file and key_file go together (give both or neither)")
+    root = _read(tls.ca_cert_file, "CA certificate") if tls.ca_cert_file else None
+    key = _read(tls.key_file, "client key") if tls.key_file else None
+    chain = _read(tls.cert_file, "client certificate") if tls.cert_file else None
+    for data, role, path in (
+        (root, "CA certificate", tls.ca_cert_file),
+        (chain, "client certificate", tls.cert_file),
+    ):
+        if data is not None and b"-----BEGIN" not in data:
+            raise NotReachableError(f"etcd TLS: the {role} file {path!r} holds no PEM data")
+    if key is not None and b"PRIVATE KEY" not in key:
+        raise NotReachableError(f"etcd TLS: the client key file {tls.key_file!r} holds no PEM private key")
+    try:
+        return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+    except Exception as exc:  # grpc validates lazily, but be safe
+        raise NotReachableError(f"etcd TLS: unusable certificate files: {exc}") from None
+
+
+class Endpoint:
+    """One etcd member's address, with a lazily opened channel and its stubs."""
+
+    def __init__(self, address: str, credentials: Any) -> None:
+        host, port = parse_host_port(address, DEFAULT_PORT)
+        self.target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self._credentials = credentials
+        self._lock = threading.Lock()
+        self._channel: Any = None
+        self.kv: Any = None
+        self.lease: Any = None
+        self.watch: Any = None
+        self.auth: Any = None
+
+    def open(self) -> Endpoint:
+        """Make sure the channel and stubs exist (gRPC connects on the first call)."""
+        if self._channel is None:
+            with self._lock:
+                if self._channel is None:
+                    if self._credentials is None:
+                        channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+                    else:
+                        channel = grpc.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
+                    self.kv = etcdrpc.KVStub(channel)
+                    self.lease = etcdrpc.LeaseStub(channel)
+                    self.watch = etcdrpc.WatchStub(channel)
+                    self.auth = etcdrpc.AuthStub(channel)
+                    self._channel = channel
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+    def __str__(self) -> str:
+        return self.target
+
+
+#: What one attempt of a call runs: ``(endpoint, timeout, metadata) -> result``.
+Invoke = Callable[[Endpoint, float, Any], T]
+
+
+class Connection:
+    """The members of one etcd cluster, used one at a time, with retries and auth.
+
+    One member is "current"; every call goes there. When it fails with a
+    network-level error the call moves to the next member and tries again,
+    until the call's budget (``connection_timeout``) is spent; the next
+    member then stays current, so later calls do not pay for the dead one.
+    """
+
+    def __init__(self, addrs: Sequence[str], config: Config) -> None:
+        if not addrs:
+            raise InvalidArgumentError("etcd needs at least one address (host:port)")
+        credentials = channel_credentials(config.tls) if config.tls is not None else None
+        self.endpoints = [Endpoint(addr, credentials) for addr in addrs]
+        self.timeout = float(config.connection_timeout)
+        if not self.timeout > 0:
+            raise InvalidArgumentError(
+                f"connection_timeout must be positive, not {config.connection_timeout!r}"
+            )
+        if (config.username is None) != (config.password is None):
+            raise InvalidArgumentError("etcd auth: give both username and password, or neither")
+        self._username = config.username
+        self._password = config.password
+        self._token: str | None = None
+        self._auth_lock = threading.Lock()
+        self._lock = threading.Lock()
+        # Start on a random member, so many clients spread over the cluster.
+        self._current = random.randrange(len(self.endpoints))
+        self.closed = threading.Event()
+
+    # -- which member ---------------------------------------------------------------
+    def current(self) -> Endpoint:
+        return self.endpoints[self._current].open()
+
+    def fail_over(self, endpoint: Endpoint) -> None:
+        """``endpoint`` failed: make the next member current (unless another thread already did)."""
+        with self._lock:
+            if self.endpoints[self._current] is endpoint:
+                self._current = (self._current + 1) % len(self.endpoints)
+
+    def _attempt_timeout(self, remaining: float) -> float:
+        """One attempt's share of the budget: a hung member must leave time to try the others."""
+        if len(self.endpoints) == 1:
+            return remaining
+        return min(remaining, max(MIN_ATTEMPT, self.timeout / len(self.endpoints)))
+
+    # -- auth -------------------------------------------------------------------------
+    def metadata(self, endpoint: Endpoint, timeout: float, *extra: tuple[str, str]) -> Any:
+        """Call metadata: the auth token (fetched when missing) and ``extra`` pairs."""
+        if self._username is None:
+            return tuple(extra) or None
+        token = self._token
+        if token is None:
+            with self._auth_lock:
+                if self._token is None:
+                    request = etcdrpc.AuthenticateRequest(name=self._username, password=self._password)
+                    try:
+                        response = endpoint.auth.Authenticate(request, timeout=timeout)
+                    except grpc.RpcError as exc:
+                        if _code(exc) in _RETRYABLE:
+                            raise
+                        raise KVStoreError(
+                            f"etcd authentication as {self._username!r} failed: {_details(exc)}"
+                        ) from None
+                    self._token = str(response.token)
+                token = self._token
+        return (("token", token), *extra)
+
+    def forget_token(self) -> None:
+        """The token was refused (expired, or the member restarted): fetch a new one next time."""
+        self._token = None
+
+    # -- calls ------------------------------------------------------------------------
+    def call(self, what: str, invoke: Invoke[T], *, budget: float | None = None) -> T:
+        """Run ``invoke`` on the current member, moving to others on failure, within the budget.
+
+        ``budget`` defaults to ``connection_timeout``. The result is returned;
+        every failure leaves as a :class:`KVStoreError`.
+        """
+        deadline = time.monotonic() + (self.timeout if budget is None else budget)
+        tls_failures: set[str] = set()
+        token_refreshes = 0
+        rounds = 0
+        last = "no attempt made"
+        while True:
+            if self.closed.is_set():
+                raise KVStoreError(f"{what}: the etcd store is closed")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NotReachableError(
+                    f"{what}: no etcd member of {', '.join(e.target for e in self.endpoints)} "
+                    f"answered within {budget or self.timeout:g} s (last error: {last})"
+                )
+            endpoint = self.current()
+            timeout = self._attempt_timeout(remaining)
+            try:
+                return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
+            except grpc.RpcError as exc:
+                code = _code(exc)
+                details = _details(exc)
+                if code == grpc.StatusCode.UNAUTHENTICATED and self._username and token_refreshes < 2:
+                    token_refreshes += 1
+                    self.forget_token()
+                    continue
+                if code not in _RETRYABLE:
+                    raise map_rpc_error(exc, what) from None
+                last = f"{endpoint}: {details}"
+                if is_tls_failure(details):
+                    tls_failures.add(endpoint.target)
+                    if len(tls_failures) == len(self.endpoints):
+                        raise NotReachableError(f"{what}: TLS with etcd failed: {last}") from None
+            except ValueError as exc:  # gRPC: "Cannot invoke RPC on closed channel!"
+                if self.closed.is_set():
+                    raise KVStoreError(f"{what}: the etcd store is closed") from None
+                raise KVStoreError(f"{what}: {exc}") from None
+            self.fail_over(endpoint)
+            rounds += 1
+            if rounds % len(self.endpoints) == 0:
+                # Every member failed once: give them a moment (an election
+                # takes about a second) instead of spinning.
+                pause = min(0.05 * 2 ** min(rounds // len(self.endpoints), 4), 0.5)
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        self.closed.set()
+        for endpoint in self.endpoints:
+            endpoint.close()
+
+
+class WatchStream:
+    """One etcd watch on ``[key, range_end)`` that outlives broken streams without losing events.
+
+    Its thread hands every batch of events to ``on_events`` (return False to
+    stop) and remembers the revision after the last one. When the stream
+    breaks (member gone, leader lost, token expired) it opens a new one, on
+    the next member if need be, starting at that revision, so the events in
+    between are delivered, not lost. If etcd compacted that revision away,
+    ``on_compacted`` re-reads the state and returns the revision to go on
+    from (None: the watch is over). If no stream can be opened for longer than ``connection_timeout``,
+    ``on_failure`` gets a :class:`NotReachableError` and the thread ends.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        key: bytes,
+        range_end: bytes | None,
+        start_revision: int,
+        on_events: Callable[[Sequence[Any]], bool],
+        on_failure: Callable[[KVStoreError], None],
+        on_compacted: Callable[[], int | None],
+        name: str = "kvstore-etcd-watch",
+    ) -> None:
+        self._conn = conn
+        self._key = key
+        self._range_end = range_end
+        self.next_revision = start_revision
+        self._on_events = on_events
+        self._on_failure = on_failure
+        self._on_compacted = on_compacted
+        self._stop = threading.Event()
+        self._mutex = threading.Lock()
+        self._call: Any = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> WatchStream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the watch; returns at once (the thread exits on its own)."""
+        self._stop.set()
+        with self._mutex:
+            call = self._call
+        if call is not None:
+            with contextlib.suppress(Exception):
+                call.cancel()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _create_request(self) -> Any:
+        create = etcdrpc.WatchCreateRequest(key=self._key, start_revision=self.next_revision)
+        if self._range_end is not None:
+            create.range_end = self._range_end
+        return etcdrpc.WatchRequest(create_request=create)
+
+    def _requests(self, done: threading.Event) -> Iterator[Any]:
+        """The client side of the stream: one create request, then silence until it is done."""
+        yield self._create_request()
+        done.wait()
+
+    def _run(self) -> None:
+        outage_since: float | None = None
+        pause = 0.05
+        while not self._stop.is_set():
+            endpoint = self._conn.current()
+            done = threading.Event()
+            failure: KVStoreError | None = None
+            try:
+                metadata = self._conn.metadata(endpoint, self._conn.timeout, _REQUIRE_LEADER)
+                call = endpoint.watch.Watch(self._requests(done), metadata=metadata)
+                with self._mutex:
+                    self._call = call
+                if self._stop.is_set():
+                    call.cancel()
+                for response in call:
+                    if response.created:
+                        outage_since, pause = None, 0.05
+                    if response.compact_revision:
+                        resume = self._on_compacted()
+                        if resume is None:
+                            self._stop.set()
+                            return
+                        self.next_revision = resume
+                        break
+                    if response.events:
+                        if not self._on_events(response.events):
+                            self._stop.set()
+                            return
+                        self.next_revision = response.events[-1].kv.mod_revision + 1
+                    elif not response.created and not response.canceled:
+                        # A progress notification: everything up to here was sent.
+                        self.next_revision = max(self.next_revision, response.header.revision + 1)
+                    if response.canceled:
+                        break  # e.g. the member lost its leader: open a new stream
+            except grpc.RpcError as exc:
+                if self._stop.is_set():
+                    return
+                code = _code(exc)
+                if code == grpc.StatusCode.UNAUTHENTICATED:
+                    self._conn.forget_token()
+                elif code in _RETRYABLE:
+                    self._conn.fail_over(endpoint)
+                else:
+                    failure = map_rpc_error(exc, "watch")
+            except NotReachableError:
+                self._conn.fail_over(endpoint)  # could not re-read after compaction, or auth timed out
+            except KVStoreError as exc:
+                failure = exc
+            except ValueError:  # the channel was closed under us: the store is closing
+                failure = KVStoreError("watch: the etcd store was closed")
+            finally:
+                done.set()
+                with self._mutex:
+                    call, self._call = self._call, None
+                if call is not None:
+                    with contextlib.suppress(Exception):
+                        call.cancel()
+            if self._stop.is_set():
+                return
+            if failure is None and self._conn.closed.is_set():
+                failure = KVStoreError("watch: the etcd store was closed")
+            now = time.monotonic()
+            if outage_since is None:
+                outage_since = now
+            elif failure is None and now - outage_since > self._conn.timeout:
+                failure = NotReachableError(
+                    f"watch: no etcd member answered for {self._conn.timeout:g} s "
+                    f"({', '.join(e.target for e in self._conn.endpoints)})"
+                )
+            if failure is not None:
+                self._stop.set()
+                self._on_failure(failure)
+                return
+            self._stop.wait(pause)
+            pause = min(pause * 2, 0.5)
