@@ -1,0 +1,473 @@
+"""One ZooKeeper session as the ``zk`` backend uses it, and the helpers around kazoo.
+
+A :class:`Session` is one :class:`kazoo.client.KazooClient`: one connection,
+one ZooKeeper session with one timeout. It adds what the store needs on top:
+
+* connecting within a deadline, with the reason of the last failed attempt
+  (refused, TLS alert, certificate not trusted...) in the error, because kazoo
+  itself retries silently and would otherwise look like a hang;
+* calls bounded by a deadline that ride out a dropped connection (kazoo
+  queues requests while it reconnects, and fails the ones in flight with
+  ``ConnectionLoss``; idempotent calls are simply sent again);
+* its state (connected, for how long disconnected, which session) and a
+  fan-out of state changes to the watches and locks that depend on it.
+
+Everything here speaks kazoo; :func:`translate_errors` is the one place that
+turns kazoo's exceptions into kvstore's, so none leaks out of the backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kazoo.client import KazooClient, KazooState  # type: ignore[import-untyped]
+from kazoo.exceptions import (  # type: ignore[import-untyped]
+    AuthFailedError,
+    BadArgumentsError,
+    BadVersionError,
+    ConnectionClosedError,
+    ConnectionLoss,
+    InvalidACLError,
+    KazooException,
+    NoAuthError,
+    NoChildrenForEphemeralsError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    OperationTimeoutError,
+    RequestTimeoutError,
+    SessionExpiredError,
+    SessionMovedError,
+    ThrottledOpError,
+)
+from kazoo.handlers.threading import KazooTimeoutError  # type: ignore[import-untyped]
+from kazoo.retry import KazooRetry  # type: ignore[import-untyped]
+
+from ..errors import (
+    CallNotSupportedError,
+    InvalidArgumentError,
+    KeyExistsError,
+    KeyModifiedError,
+    KeyNotFoundError,
+    KVStoreError,
+    NotReachableError,
+)
+
+T = TypeVar("T")
+
+#: Failures after which the same request may simply be sent again once the
+#: session is connected (for idempotent requests).
+RETRYABLE = (
+    ConnectionLoss,
+    SessionExpiredError,
+    OperationTimeoutError,
+    RequestTimeoutError,
+    SessionMovedError,
+    ThrottledOpError,
+)
+
+#: Session states, as the store's subscribers hear of them.
+SUSPENDED = "suspended"  # connection lost; the session may well survive
+EXPIRED = "expired"  # the session is gone (its ephemeral nodes with it)
+RESUMED = "resumed"  # connected again, same session: ephemerals kept, watches need re-arming
+RENEWED = "renewed"  # connected with a new session (the first one, or after expiry)
+
+_log = logging.getLogger("kvstore.zookeeper")
+_kazoo_log = logging.getLogger("kvstore.zookeeper.kazoo")
+_names = itertools.count(1)
+
+
+class OutcomeUnknown(Exception):
+    """A non-idempotent request was in flight when the connection dropped.
+
+    It may or may not have been applied; the caller looks before trying again.
+    Never leaves the backend.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """What the backend keeps of a znode: its data (None for a bare parent) and the stat fields it uses."""
+
+    data: bytes | None
+    mzxid: int
+    czxid: int
+    version: int
+    owner: int
+    children: int
+
+    @classmethod
+    def of(cls, data: bytes | None, stat: Any) -> Node:
+        return cls(data, stat.mzxid, stat.czxid, stat.version, stat.ephemeralOwner, stat.numChildren)
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn any kazoo (or socket) exception escaping the block into a kvstore error.
+
+    ``what`` names the call and key for the message. The backend raises the
+    precise kvstore errors itself where it knows the meaning; this is the net
+    under it, so that no client exception ever reaches a caller.
+    """
+    try:
+        yield
+    except KVStoreError:
+        raise
+    except NoNodeError:
+        raise KeyNotFoundError(f"{what}: not found") from None
+    except NodeExistsError:
+        raise KeyExistsError(f"{what}: already exists") from None
+    except BadVersionError:
+        raise KeyModifiedError(f"{what}: modified meanwhile") from None
+    except NoChildrenForEphemeralsError:
+        raise CallNotSupportedError(
+            f"{what}: ZooKeeper cannot keep keys below a key written with a ttl (an ephemeral node)"
+        ) from None
+    except NotEmptyError:
+        raise CallNotSupportedError(
+            f"{what}: ZooKeeper cannot give a ttl to a key that has keys below it (an ephemeral node "
+            "has no children)"
+        ) from None
+    except (BadArgumentsError, ValueError) as exc:
+        raise InvalidArgumentError(f"{what}: ZooKeeper rejected the key or value ({exc!r})") from None
+    except (NoAuthError, InvalidACLError) as exc:
+        raise KVStoreError(f"{what}: permission denied by ZooKeeper ({type(exc).__name__})") from None
+    except ConnectionClosedError:
+        raise NotReachableError(f"{what}: the store is closed") from None
+    except (*RETRYABLE, AuthFailedError, KazooTimeoutError, OutcomeUnknown, OSError) as exc:
+        raise NotReachableError(f"{what}: ZooKeeper not reachable ({exc!r})") from None
+    except KazooException as exc:
+        raise KVStoreError(f"{what}: ZooKeeper error {exc!r}") from None
+
+
+class _KazooLogCapture(logging.Handler):
+    """Keeps the reason of the last failed connection attempt; forwards kazoo's chatter at DEBUG.
+
+    kazoo logs each failed attempt as a warning ("Connection dropped: [SSL:
+    ...] certificate verify failed") and tries again, forever. Those lines
+    would reach stderr through logging's last resort, which a command-line
+    tool cannot have; the reason is what a caller needs, in the error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.last_error: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.msg
+        if isinstance(message, str) and message.startswith(("Connection dropped", "Connection time-out")):
+            args = record.args if isinstance(record.args, tuple) else ()
+            self.last_error = str(args[0]) if args else record.getMessage()
+        if _kazoo_log.isEnabledFor(logging.DEBUG):
+            _kazoo_log.debug("%s", record.getMessage())
+
+
+class Session:
+    """One kazoo client: its connection, its ZooKeeper session, its timeout.
+
+    ``timeout`` (seconds) is the session timeout asked of the server, which
+    may negotiate it into its own [minSessionTimeout, maxSessionTimeout].
+    """
+
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        timeout: float,
+        *,
+        tls: dict[str, Any],
+        auth: tuple[str, str] | None,
+        default_acl: list[Any] | None,
+        label: str,
+    ) -> None:
+        self.timeout = timeout
+        self.hosts = ",".join(hosts)
+        self.label = label
+        self._capture = _KazooLogCapture()
+        logger = logging.Logger(f"kvstore.zookeeper.kazoo.{next(_names)}", logging.INFO)
+        logger.addHandler(self._capture)
+        logger.propagate = False
+        self.client: Any = KazooClient(
+            hosts=self.hosts,
+            timeout=timeout,
+            # Reconnect at once and keep trying: the store, not kazoo, decides when to give up.
+            connection_retry=KazooRetry(max_tries=-1, delay=0.05, backoff=1.5, max_delay=0.5, max_jitter=0.3),
+            # One order for every session of a store: they land on the same server,
+            # which keeps a store's reads after its own writes consistent.
+            randomize_hosts=False,
+            auth_data=[("digest", f"{auth[0]}:{auth[1]}")] if auth else None,
+            default_acl=default_acl,
+            logger=logger,
+            **tls,
+        )
+        self._cond = threading.Condition()
+        self._closed = False
+        self._subscribers: list[Callable[[str], None]] = []
+        #: The id of the session we last had (None before the first).
+        self.session_id: int | None = None
+        self._disconnected_since: float | None = time.monotonic()
+        self.client.add_listener(self._on_state)
+
+    # -- connection state ------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.connected)
+
+    def disconnected_for(self) -> float:
+        """Seconds since the connection was lost (0 while connected)."""
+        since = self._disconnected_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def current_session_id(self) -> int | None:
+        """The live session's id, or None while disconnected."""
+        client_id = self.client.client_id
+        return None if client_id is None else int(client_id[0])
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(state)`` on every state change; it must not block (it runs in kazoo's thread)."""
+        with self._cond:
+            self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Callable[[str], None]) -> None:
+        with self._cond, contextlib.suppress(ValueError):
+            self._subscribers.remove(callback)
+
+    def _on_state(self, state: Any) -> None:
+        """kazoo's listener: runs in its connection thread, so it only records and hands on."""
+        with self._cond:
+            if self._closed:
+                return
+            if state == KazooState.CONNECTED:
+                session_id = self.current_session_id()
+                kind = RESUMED if session_id is not None and session_id == self.session_id else RENEWED
+                self.session_id = session_id
+                self._disconnected_since = None
+            elif state == KazooState.SUSPENDED:
+                kind = SUSPENDED
+                if self._disconnected_since is None:
+                    self._disconnected_since = time.monotonic()
+            else:
+                kind = EXPIRED
+                if self._disconnected_since is None:
+                    self._disconnected_since = time.monotonic()
+            self._cond.notify_all()
+            subscribers = list(self._subscribers)
+        _log.debug("zk session %s (%s): %s", self.label, self.hosts, kind)
+        for callback in subscribers:
+            try:
+                callback(kind)
+            except Exception:  # a subscriber's bug must not kill kazoo's connection thread
+                _log.exception("zk session subscriber failed")
+
+    def unreachable(self, what: str) -> NotReachableError:
+        """The error for "could not talk to ZooKeeper", with the last reason kazoo gave."""
+        reason = self._capture.last_error
+        detail = f": {reason}" if reason else ""
+        return NotReachableError(f"{what}: ZooKeeper at {self.hosts} not reachable{detail}")
+
+    def start(self, deadline: float) -> None:
+        """Connect; ``NotReachableError`` (with the reason) if not connected by ``deadline``."""
+        try:
+            self.client.start_async()
+        except KazooException as exc:
+            raise NotReachableError(f"cannot start a ZooKeeper client for {self.hosts}: {exc!r}") from None
+        try:
+            self.wait_connected(deadline, "connect")
+        except NotReachableError:
+            # kazoo's connection thread may sit in a handshake with a server that never
+            # answers (for up to the session timeout); stopping it must not hold up the error.
+            threading.Thread(target=self.close, name="kvstore-zk-abandon", daemon=True).start()
+            raise
+
+    def wait_connected(self, deadline: float, what: str) -> None:
+        """Block until connected; ``NotReachableError`` once ``deadline`` passes."""
+        with self._cond:
+            while not self.client.connected:
+                if self._closed:
+                    raise NotReachableError(f"{what}: the store is closed")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self.unreachable(what)
+                self._cond.wait(min(remaining, 0.1))
+
+    def close(self) -> None:
+        """End the session: the server drops its ephemeral nodes at once."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._subscribers.clear()
+            self._cond.notify_all()
+        with contextlib.suppress(Exception):
+            self.client.stop()
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- requests ---------------------------------------------------------------------
+    def wait(self, async_result: Any, deadline: float) -> Any:
+        """The value of a kazoo async result, waiting until ``deadline`` at most."""
+        remaining = deadline - time.monotonic()
+        try:
+            return async_result.get(timeout=max(remaining, 0.001))
+        except KazooTimeoutError:
+            raise self.unreachable("no answer in time") from None
+
+    def run(self, attempt: Callable[[], T], deadline: float, what: str, *, idempotent: bool = True) -> T:
+        """Run ``attempt`` (which talks to ZooKeeper) until it gets through or ``deadline`` passes.
+
+        A dropped connection fails the requests in flight; an idempotent
+        ``attempt`` is run again once connected. A non-idempotent one raises
+        :class:`OutcomeUnknown` instead, so its caller can look at what happened.
+        """
+        while True:
+            try:
+                return attempt()
+            except ConnectionClosedError:
+                raise NotReachableError(f"{what}: the store is closed") from None
+            except RETRYABLE as exc:
+                if not idempotent:
+                    raise OutcomeUnknown(f"{what}: {exc!r}") from None
+                if isinstance(exc, ThrottledOpError):
+                    time.sleep(0.01)
+                self.wait_connected(deadline, what)
+                if time.monotonic() >= deadline:
+                    raise self.unreachable(what) from None
+
+    def call(
+        self, start: Callable[[Any], Any], deadline: float, what: str, *, idempotent: bool = True
+    ) -> Any:
+        """``start(client)`` returns a kazoo async result: its value, within ``deadline``, as :meth:`run`."""
+        return self.run(
+            lambda: self.wait(start(self.client), deadline), deadline, what, idempotent=idempotent
+        )
+
+    # -- the requests the backend makes, named ----------------------------------------------
+    def get(
+        self, path: str, deadline: float, what: str, watcher: Callable[[Any], None] | None = None
+    ) -> Node | None:
+        """The znode at ``path``, None if absent (a bare parent is a node with ``data`` None)."""
+        try:
+            data, stat = self.call(lambda c: c.get_async(path, watcher), deadline, what)
+        except NoNodeError:
+            return None
+        return Node.of(data, stat)
+
+    def exists(
+        self, path: str, deadline: float, what: str, watcher: Callable[[Any], None] | None = None
+    ) -> Any:
+        """The stat of ``path`` or None; with ``watcher``, a watch that also fires on creation."""
+        return self.call(lambda c: c.exists_async(path, watcher), deadline, what)
+
+    def set(
+        self,
+        path: str,
+        data: bytes | None,
+        deadline: float,
+        what: str,
+        *,
+        version: int = -1,
+        idempotent: bool = True,
+    ) -> Any:
+        """Write ``data`` (None: make it a bare parent) if the node is at ``version``; its new stat."""
+        return self.call(lambda c: c.set_async(path, data, version), deadline, what, idempotent=idempotent)
+
+    def delete(
+        self, path: str, deadline: float, what: str, *, version: int = -1, idempotent: bool = True
+    ) -> None:
+        self.call(lambda c: c.delete_async(path, version), deadline, what, idempotent=idempotent)
+
+
+def parent_of(path: str) -> str:
+    """The parent znode path (``/`` for a top-level node)."""
+    head = path.rsplit("/", 1)[0]
+    return head or "/"
+
+
+def child_path(parent: str, name: str) -> str:
+    return f"{parent.rstrip('/')}/{name}"
+
+
+def read_nodes(
+    session: Session,
+    paths: Sequence[str],
+    deadline: float,
+    watcher: Callable[[Any], None] | None = None,
+    *,
+    every_node: bool = False,
+) -> tuple[dict[str, Node], dict[str, set[str]]]:
+    """Read ``paths`` and everything below them, one level per round trip.
+
+    Every read of a level is sent before the first answer is awaited (kazoo
+    pipelines them on the one connection), so 10,000 keys in one directory
+    cost two round trips, not 10,000. Nodes that vanish meanwhile are
+    skipped. With ``watcher``, each read also leaves a watch; with
+    ``every_node``, the children of every node are listed (so that a watch
+    learns of new children even under a leaf); otherwise only of nodes that
+    have children. Returns the nodes and the child names of each node listed.
+    """
+    client = session.client
+    nodes: dict[str, Node] = {}
+    kids: dict[str, set[str]] = {}
+    level = list(paths)
+    while level:
+        reads = [(path, client.get_async(path, watcher)) for path in level]
+        listed: list[str] = []
+        for path, pending in reads:
+            try:
+                data, stat = session.wait(pending, deadline)
+            except NoNodeError:
+                continue
+            node = Node.of(data, stat)
+            nodes[path] = node
+            if every_node or node.children:
+                listed.append(path)
+        level = []
+        lists = [(path, client.get_children_async(path, watcher)) for path in listed]
+        for path, pending in lists:
+            try:
+                names = session.wait(pending, deadline)
+            except NoNodeError:
+                continue
+            kids[path] = set(names)
+            level.extend(child_path(path, name) for name in names)
+    return nodes, kids
+
+
+def list_children(
+    session: Session, path: str, deadline: float, watcher: Callable[[Any], None] | None = None
+) -> list[str] | None:
+    """Child names of ``path`` (None if it does not exist); hides ``/zookeeper`` under the root."""
+    try:
+        names = session.wait(session.client.get_children_async(path, watcher), deadline)
+    except NoNodeError:
+        return None
+    return [name for name in names if not (path == "/" and name == "zookeeper")]
+
+
+def walk(
+    session: Session,
+    root: str,
+    deadline: float,
+    watcher: Callable[[Any], None] | None = None,
+    *,
+    every_node: bool = False,
+) -> tuple[dict[str, Node], dict[str, set[str]]] | None:
+    """Every node strictly below ``root`` (None if ``root`` does not exist), as :func:`read_nodes`."""
+    names = list_children(session, root, deadline, watcher)
+    if names is None:
+        return None
+    nodes, kids = read_nodes(
+        session, [child_path(root, n) for n in names], deadline, watcher, every_node=every_node
+    )
+    kids[root] = set(names)
+    return nodes, kids
