@@ -27,7 +27,7 @@ log = logging.getLogger("swarmctl")
 
 app = typer.Typer(
     name="swarmctl",
-    help="Docker Swarm's discovery tools: join nodes, list them, create and serve token clusters.",
+    help="Docker Swarm's discovery and cluster manager: join, list, create, manage, token-server.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -214,6 +214,78 @@ def create(
     if not service:
         raise SwarmctlError("no discovery service: give --discovery-opt token.url=URL or set SWARM_TOKEN_URL")
     typer.echo(create_cluster(service))
+
+
+class Strategy(StrEnum):
+    spread = "spread"
+
+
+@app.command()
+@fails_cleanly
+def manage(
+    discovery: DiscoveryArg,
+    host: Annotated[
+        list[str],
+        typer.Option(
+            "-H",
+            "--host",
+            envvar="SWARM_HOST",
+            metavar="tcp://IP:PORT",
+            help="Listen on tcp://IP:PORT or unix:///path; repeatable.",
+        ),
+    ] = ["tcp://127.0.0.1:2375"],  # noqa: B006
+    strategy: Annotated[
+        Strategy, typer.Option(help="Placement strategy for new containers.")
+    ] = Strategy.spread,
+    heartbeat: Annotated[
+        str, typer.Option(metavar="DURATION", help="How often polled discovery (file, token) is re-read.")
+    ] = "60s",
+    engine_failure_retry: Annotated[
+        int, typer.Option(help="Failures in a row after which a node is Unhealthy.", min=1)
+    ] = 3,
+    engine_refresh_min_interval: Annotated[
+        str, typer.Option(metavar="DURATION", help="Shortest time between full refreshes of a node.")
+    ] = "30s",
+    engine_refresh_max_interval: Annotated[
+        str, typer.Option(metavar="DURATION", help="Longest time between full refreshes of a node.")
+    ] = "60s",
+    discovery_opt: DiscoveryOpts = [],  # noqa: B006
+) -> None:
+    """Serve the Docker Engine API for the whole cluster: docker -H tcp://IP:PORT info/run/ps/logs work."""
+    import asyncio
+
+    from .cluster.engine import EngineOptions
+    from .discovery import new_discovery, parse_options
+    from .durations import parse_duration
+    from .listen import parse_listen
+    from .manage import run_manager
+
+    listens = [parse_listen(h) for h in host]
+    poll = parse_duration(heartbeat, "--heartbeat")
+    if poll < 1:
+        raise SwarmctlError("--heartbeat must be at least 1s")
+    refresh_min = parse_duration(engine_refresh_min_interval, "--engine-refresh-min-interval")
+    refresh_max = parse_duration(engine_refresh_max_interval, "--engine-refresh-max-interval")
+    if refresh_min <= 0 or refresh_max < refresh_min:
+        raise SwarmctlError("--engine-refresh-min-interval must be positive and not above the max interval")
+    source = new_discovery(discovery, parse_options(discovery_opt), timeout=10.0)
+    if source.poll_interval > poll or type(source).__name__ == "TokenDiscovery":
+        source.poll_interval = poll
+    options = EngineOptions(
+        failure_retry=engine_failure_retry, refresh_min=refresh_min, refresh_max=refresh_max
+    )
+    try:
+        asyncio.run(
+            run_manager(
+                listens,
+                source,
+                options,
+                strategy.value,
+                ["health", "port", "containerslots", "dependency", "affinity", "constraint"],
+            )
+        )
+    finally:
+        source.close()
 
 
 def _default_token_store() -> str:

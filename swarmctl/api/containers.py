@@ -1,0 +1,211 @@
+"""Containers: listed and inspected from the cache, everything else proxied to the owning node."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from ..cluster.cluster import LookupError_
+from ..cluster.engine import Engine
+from ..scheduler import NoNodeError, choose_engine
+from .context import Manager, manager_of
+from .filters import parse_filters
+from .proxy import error, forward, hijack
+
+#: POST actions after which the cache is refreshed before answering, so that
+#: ``docker stop x && docker ps`` never shows the old state.
+_STATE_CHANGING = {"start", "stop", "restart", "kill", "pause", "unpause", "rename", "update"}
+
+
+def _version_prefix(request: web.Request) -> str:
+    match = re.match(r"^(/v[0-9.]+)/", request.path)
+    return match[1] if match else ""
+
+
+def _target(request: web.Request, cid: str, rest: str) -> str:
+    query = request.rel_url.raw_query_string
+    return f"{_version_prefix(request)}/containers/{cid}{rest}" + (f"?{query}" if query else "")
+
+
+def _summary(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
+    listed = dict(container)
+    listed["Names"] = [f"/{engine.name}{name}" for name in container.get("Names") or []]
+    return listed
+
+
+def _matches(engine: Engine, container: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if key == "status" and container.get("State") not in values:
+            return False
+        if key == "id" and not any(container["Id"].startswith(v) for v in values):
+            return False
+        if key == "name":
+            names = [n.lstrip("/") for n in container.get("Names") or []]
+            full = [f"{engine.name}/{n}" for n in names]
+            if not any(re.search(v, n) for v in values for n in names + full):
+                return False
+        if key == "label":
+            labels = container.get("Labels") or {}
+            for wanted in values:
+                k, sep, v = wanted.partition("=")
+                if k not in labels or (sep and labels[k] != v):
+                    return False
+        if key == "node" and not any(fnmatch.fnmatch(engine.name, v) or engine.addr == v for v in values):
+            return False
+        if key == "ancestor" and not any(
+            container.get("Image") == v or container.get("ImageID") == v for v in values
+        ):
+            return False
+    return True
+
+
+def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[str]], limit: int) -> list[Any]:
+    found = []
+    for engine in manager.cluster.healthy():
+        for container in engine.containers.values():
+            if not show_all and container.get("State") != "running" and "status" not in filters:
+                continue
+            if _matches(engine, container, filters):
+                found.append(_summary(engine, container))
+    found.sort(key=lambda c: c.get("Created", 0), reverse=True)
+    return found[:limit] if limit > 0 else found
+
+
+async def containers_json(request: web.Request) -> web.Response:
+    manager = manager_of(request)
+    query = request.query
+    show_all = query.get("all", "0") not in ("0", "false", "")
+    filters = parse_filters(query.get("filters"))
+    limit = int(query.get("limit") or -1)
+    if not filters and limit <= 0:
+        body = manager.cached(
+            f"ps:{show_all}", lambda: json.dumps(list_containers(manager, show_all, {}, -1)).encode()
+        )
+    else:
+        body = json.dumps(list_containers(manager, show_all, filters, limit)).encode()
+    return web.Response(body=body, content_type="application/json")
+
+
+def _lookup(request: web.Request) -> tuple[Engine, str] | web.Response:
+    try:
+        return manager_of(request).cluster.find_container(request.match_info["ref"])
+    except LookupError_ as exc:
+        return error(exc.status, exc.message)
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    found = _lookup(request)
+    if isinstance(found, web.Response):
+        return found
+    engine, cid = found
+    data = engine.inspects.get(cid)
+    if data is None:
+        return await forward(request, engine, _target(request, cid, "/json"))
+    answer = copy.copy(data)
+    answer["Node"] = {
+        **engine.node_ref(),
+        "Cpus": engine.ncpu,
+        "Memory": engine.memory,
+        "Labels": engine.labels,
+    }
+    return web.json_response(answer)
+
+
+async def container_action(request: web.Request) -> web.StreamResponse:
+    """Every ``/containers/{ref}/{action}`` not handled elsewhere, proxied to the owning node."""
+    found = _lookup(request)
+    if isinstance(found, web.Response):
+        return found
+    engine, cid = found
+    action = request.match_info["action"]
+    response = await forward(request, engine, _target(request, cid, f"/{action}"))
+    if request.method == "POST" and action in _STATE_CHANGING and response.status < 300:
+        await engine.refresh_container(cid)
+    return response
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    found = _lookup(request)
+    if isinstance(found, web.Response):
+        return found
+    engine, cid = found
+    return await hijack(request, engine, _target(request, cid, "/attach"))
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    found = _lookup(request)
+    if isinstance(found, web.Response):
+        return found
+    engine, cid = found
+    response = await forward(request, engine, _target(request, cid, ""))
+    if response.status < 300:
+        engine.forget_container(cid)
+    return response
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    """Place a new container with the scheduler, then create it on that node."""
+    manager = manager_of(request)
+    body = await request.read()
+    try:
+        config = json.loads(body or b"{}")
+    except ValueError:
+        return error(400, "invalid JSON in the container configuration")
+    name = request.query.get("name", "")
+    if name and any(
+        name.lstrip("/") in [n.lstrip("/") for n in c.get("Names") or []]
+        for e in manager.cluster.healthy()
+        for c in e.containers.values()
+    ):
+        return error(409, f'Conflict. The container name "/{name.lstrip("/")}" is already in use.')
+    try:
+        engine = choose_engine(manager, config)
+    except NoNodeError as exc:
+        return error(500, str(exc))
+    response = await forward(request, engine, body=body)
+    if response.status == 201 and isinstance(response, web.Response) and response.body:
+        created = json.loads(bytes(response.body))  # type: ignore[arg-type]
+        await engine.refresh_container(created["Id"])
+    return response
+
+
+async def exec_create(request: web.Request) -> web.StreamResponse:
+    found = _lookup(request)
+    if isinstance(found, web.Response):
+        return found
+    engine, cid = found
+    response = await forward(request, engine, _target(request, cid, "/exec"))
+    if response.status == 201 and isinstance(response, web.Response) and response.body:
+        exec_id = json.loads(bytes(response.body))["Id"]  # type: ignore[arg-type]
+        manager_of(request).cluster.exec_owner[exec_id] = engine
+    return response
+
+
+async def _exec_engine(request: web.Request) -> Engine | web.Response:
+    manager = manager_of(request)
+    exec_id = request.match_info["exec_id"]
+    engine = manager.cluster.exec_owner.get(exec_id)
+    if engine is None:
+        return error(404, f"No such exec instance: {exec_id}")
+    return engine
+
+
+async def exec_start(request: web.Request) -> web.StreamResponse:
+    engine = await _exec_engine(request)
+    if isinstance(engine, web.Response):
+        return engine
+    if request.headers.get("Upgrade", "").lower() == "tcp":
+        return await hijack(request, engine)
+    return await forward(request, engine)
+
+
+async def exec_other(request: web.Request) -> web.StreamResponse:
+    engine = await _exec_engine(request)
+    if isinstance(engine, web.Response):
+        return engine
+    return await forward(request, engine)

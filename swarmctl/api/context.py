@@ -1,0 +1,72 @@
+"""What every API handler needs: the cluster, the scheduler's settings, the manager's identity."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..cluster.cluster import Cluster
+
+DEFAULT_API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+
+
+@dataclass
+class Manager:
+    """The manager's state shared by the handlers (stored in the aiohttp app)."""
+
+    cluster: Cluster
+    strategy: str = "spread"
+    filters: list[str] = field(
+        default_factory=lambda: [
+            "health",
+            "port",
+            "containerslots",
+            "dependency",
+            "affinity",
+            "constraint",
+            "whitelist",
+        ]
+    )
+    name: str = field(default_factory=socket.gethostname)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
+    answers: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
+
+    def api_version(self) -> str:
+        """The newest API version every healthy node speaks; the docker CLI negotiates down to it."""
+        versions = [e.api_version for e in self.cluster.healthy() if e.api_version]
+        if not versions:
+            return DEFAULT_API_VERSION
+        return min(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+    def generation(self) -> tuple[int, ...]:
+        """Changes whenever any engine's cache or state changes."""
+        return (
+            len(self.cluster.engines),
+            *(
+                e.generation * 4 + ("Pending", "Healthy", "Unhealthy").index(e.state)
+                for e in self.cluster.engines.values()
+            ),
+        )
+
+    def cached(self, key: str, build: Any) -> bytes:
+        """``build()`` serialised, reused until the cluster changes."""
+        generation = self.generation()
+        hit = self.answers.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        body: bytes = build()
+        self.answers[key] = (generation, body)
+        return body
+
+
+MANAGER: web.AppKey[Manager] = web.AppKey("manager", Manager)
+
+
+def manager_of(request: web.Request) -> Manager:
+    return request.app[MANAGER]

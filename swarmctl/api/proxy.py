@@ -1,0 +1,278 @@
+"""Forwarding one Docker API request to one engine: plain, streamed, or hijacked.
+
+Streams (logs -f, stats, events, pull progress) are copied chunk by chunk as
+they arrive, and hijacked connections (``Upgrade: tcp``, used by attach and
+exec start) become a byte pipe in both directions, so ``docker run -i`` and
+``docker exec -i`` work byte for byte. A client that hangs up cancels the
+handler (the server runs with handler cancellation), which closes the
+upstream connection; an engine that dies mid-stream ends the stream cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ..cluster.engine import Engine
+
+#: Request headers not passed on: hop-by-hop, or recomputed by aiohttp.
+_DROP_REQUEST = {
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+    "proxy-connection",
+    "te",
+    "trailer",
+}
+#: Response headers passed back to the client.
+_KEEP_RESPONSE = {
+    "content-type",
+    "docker-experimental",
+    "ostype",
+    "api-version",
+    "x-docker-container-path-stat",
+}
+
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+CHUNK = 64 * 1024
+
+
+def error(status: int, message: str) -> web.Response:
+    """An error the way the Docker engine writes it: ``{"message": ...}``."""
+    return web.json_response({"message": message}, status=status)
+
+
+def _request_headers(request: web.Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+
+
+def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    return {k: v for k, v in upstream.headers.items() if k.lower() in _KEEP_RESPONSE}
+
+
+async def forward(
+    request: web.Request,
+    engine: Engine,
+    path_qs: str | None = None,
+    *,
+    body: bytes | None = None,
+) -> web.StreamResponse:
+    """Send ``request`` to ``engine`` (at ``path_qs``, default the same path) and relay the answer."""
+    target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
+    data: Any = body if body is not None else (await request.read() if request.body_exists else None)
+    try:
+        upstream_cm = engine.session.request(
+            request.method,
+            target,
+            headers=_request_headers(request),
+            data=data,
+            timeout=STREAM_TIMEOUT,
+            allow_redirects=False,
+        )
+        async with upstream_cm as upstream:
+            return await relay(request, upstream)
+    except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+        engine.report_failure(exc)
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+
+
+async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """Copy ``upstream``'s status, headers and body to the client, streaming when it streams."""
+    headers = _response_headers(upstream)
+    length = upstream.content_length
+    if length is not None and length <= 1 << 20:
+        return web.Response(status=upstream.status, headers=headers, body=await upstream.read())
+    response = web.StreamResponse(status=upstream.status, headers=headers)
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
+    try:
+        while True:
+            chunk = await upstream.content.readany()
+            if not chunk:
+                break
+            await response.write(chunk)
+    except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        pass  # the node went away mid-stream: end our stream cleanly
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await response.write_eof()
+    return response
+
+
+async def hijack(request: web.Request, engine: Engine, path_qs: str | None = None) -> web.StreamResponse:
+    """Relay an ``Upgrade: tcp`` request (attach, exec start) as a raw byte pipe.
+
+    The request goes to the engine on a connection of its own; if the engine
+    switches protocols, the client's connection is taken over from aiohttp
+    (see :class:`_RawClient`) and bytes are copied both ways. The client's
+    half-close (stdin at EOF) is passed on as a half-close, and the engine
+    closing ends the session, so ``echo x | docker run -i ... cat`` behaves
+    as it does on one engine.
+    """
+    target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
+    body = await request.content.read(request.content_length) if request.content_length else b""
+    try:
+        reader, writer = await asyncio.wait_for(engine.open_connection(), 10)
+    except (TimeoutError, OSError) as exc:
+        engine.report_failure(exc)
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+    try:
+        head = [
+            f"{request.method} {target} HTTP/1.1",
+            f"Host: {engine.addr}",
+            "Connection: Upgrade",
+            "Upgrade: tcp",
+            f"Content-Length: {len(body)}",
+        ]
+        head += [f"{k}: {v}" for k, v in _request_headers(request).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+        status, headers = await _read_head(reader)
+        if status != 101 and status // 100 != 2:
+            return await _plain_answer(status, headers, reader)
+        await _take_over(request, status, headers, reader, writer)
+        return _ALREADY_SENT  # the raw connection carried the answer; aiohttp must write nothing
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+    return status, headers
+
+
+async def _plain_answer(status: int, headers: dict[str, str], reader: asyncio.StreamReader) -> web.Response:
+    length = int(headers.get("content-length", "0") or 0)
+    body = await reader.readexactly(length) if length else b""
+    try:
+        message = json.loads(body).get("message", body.decode(errors="replace"))
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace").strip()
+    return error(status, str(message))
+
+
+class _RawClient(asyncio.Protocol):
+    """The client's side of a hijacked connection, once taken from aiohttp.
+
+    aiohttp's server closes a connection as soon as the client half-closes
+    it, but the docker CLI half-closes on purpose (stdin at EOF) and goes on
+    reading the output. So for the rest of the connection this protocol
+    receives the client's bytes and keeps the connection open after their EOF.
+    """
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.lost = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.incoming.put_nowait(data)
+
+    def eof_received(self) -> bool:
+        self.incoming.put_nowait(None)
+        return True  # keep our half open: output still flows to the client
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.incoming.put_nowait(None)
+        self.lost.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def drain(self) -> None:
+        await self._writable.wait()
+
+
+class _AlreadySent(web.StreamResponse):
+    """What a hijack returns: its bytes went out on the raw connection."""
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+_ALREADY_SENT = _AlreadySent()
+
+
+async def _take_over(
+    request: web.Request,
+    status: int,
+    headers: dict[str, str],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
+    transport = request.transport
+    protocol = request.protocol
+    assert transport is not None
+    client = _RawClient()
+    # Bytes the client sent right behind the request head were buffered by aiohttp.
+    early = bytes(getattr(protocol, "_message_tail", b"") or b"")
+    transport.set_protocol(client)
+    if early:
+        client.data_received(early)
+    content_type = headers.get("content-type", "application/vnd.docker.raw-stream")
+    head = [f"HTTP/1.1 {status} {'UPGRADED' if status == 101 else 'OK'}", f"Content-Type: {content_type}"]
+    if status == 101:
+        head += ["Connection: Upgrade", "Upgrade: tcp"]
+    transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+
+    async def engine_to_client() -> None:
+        while True:
+            chunk = await reader.read(CHUNK)
+            if not chunk or transport.is_closing():
+                return
+            transport.write(chunk)
+            await client.drain()
+
+    async def client_to_engine() -> None:
+        while True:
+            chunk = await client.incoming.get()
+            if chunk is None:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                return
+            writer.write(chunk)
+            await writer.drain()
+
+    down = asyncio.ensure_future(engine_to_client())
+    up = asyncio.ensure_future(client_to_engine())
+    gone = asyncio.ensure_future(client.lost.wait())
+    try:
+        # The engine closing its side ends the session (the process exited);
+        # a client that goes away entirely ends it too.
+        await asyncio.wait({down, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (down, up, gone):
+            task.cancel()
+        for task in (down, up, gone):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        transport.close()
+        # aiohttp no longer owns the connection: let it forget it.
+        if protocol is not None:
+            asyncio.get_running_loop().call_soon(protocol.connection_lost, None)

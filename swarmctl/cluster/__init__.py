@@ -1,0 +1,1 @@
+"""The cluster: one :class:`~swarmctl.cluster.engine.Engine` per Docker node that discovery yields."""

@@ -1,0 +1,113 @@
+"""The set of engines, following discovery, and lookups across them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .engine import Engine, EngineOptions
+from .events import EventBus
+
+log = logging.getLogger("swarmctl.cluster")
+
+
+class LookupError_(Exception):
+    """A reference that names no object (404) or several (ambiguous)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Cluster:
+    """Engines by address; discovery adds and removes them."""
+
+    def __init__(self, options: EngineOptions, bus: EventBus | None = None) -> None:
+        self.options = options
+        self.bus = bus or EventBus()
+        self.engines: dict[str, Engine] = {}
+        self.exec_owner: dict[str, Engine] = {}
+        self._stopping: set[asyncio.Future[None]] = set()
+
+    def set_addresses(self, addresses: list[str]) -> None:
+        """Make the engines exactly those of ``addresses`` (called on every discovery change)."""
+        wanted = dict.fromkeys(addresses)
+        for addr in list(self.engines):
+            if addr not in wanted:
+                engine = self.engines.pop(addr)
+                log.info("engine %s (%s) left discovery", engine.name, addr)
+                if engine.healthy:
+                    engine._publish_engine_event("engine_disconnect")
+                task = asyncio.ensure_future(engine.stop())
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+        added = [addr for addr in wanted if addr not in self.engines]
+        for addr in added:
+            engine = Engine(addr, self.bus, self.options)
+            self.engines[addr] = engine
+            engine.start()
+        if added:
+            log.info("discovery: %d engine(s) added, %d in all", len(added), len(self.engines))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(engine.stop() for engine in self.engines.values()))
+
+    def healthy(self) -> list[Engine]:
+        return [e for e in self.engines.values() if e.healthy]
+
+    def by_name(self, name: str) -> Engine | None:
+        for engine in self.engines.values():
+            if engine.name == name or engine.addr == name:
+                return engine
+        return None
+
+    # -- containers ----------------------------------------------------------------
+    def find_container(self, ref: str) -> tuple[Engine, str]:
+        """The engine and full ID of the container ``ref`` names: ID, name, ``node/name`` or ID prefix."""
+        ref = ref.lstrip("/")
+        engines = self.healthy()
+        if "/" in ref:
+            node, _, name = ref.partition("/")
+            engine = self.by_name(node)
+            if engine is not None:
+                engines, ref = [engine], name
+        exact = [(e, cid) for e in engines for cid in e.containers if cid == ref]
+        if exact:
+            return exact[0]
+        named = [
+            (e, cid)
+            for e in engines
+            for cid, c in e.containers.items()
+            if any(n.lstrip("/") == ref for n in c.get("Names") or [])
+        ]
+        if len(named) > 1:
+            nodes = ", ".join(sorted(e.name for e, _ in named))
+            raise LookupError_(
+                409, f"Conflict: the name {ref} is ambiguous: it exists on nodes {nodes}; write <node>/<name>"
+            )
+        if named:
+            return named[0]
+        prefixed = [(e, cid) for e in engines for cid in e.containers if ref and cid.startswith(ref)]
+        if len(prefixed) > 1:
+            raise LookupError_(409, f"Conflict: multiple containers match the ID prefix {ref}")
+        if prefixed:
+            return prefixed[0]
+        raise LookupError_(404, f"No such container: {ref}")
+
+    def engine_with_image(self, ref: str) -> list[Engine]:
+        """Healthy engines that have image ``ref`` (a name[:tag], an ID or an ID prefix)."""
+        return [e for e in self.healthy() if image_matches(e, ref)]
+
+
+def image_matches(engine: Engine, ref: str) -> bool:
+    wanted = ref if ":" in ref.rsplit("/", 1)[-1] or ref.startswith("sha256:") else f"{ref}:latest"
+    for image in engine.images:
+        image_id = str(image.get("Id", ""))
+        if ref in (image_id, image_id.removeprefix("sha256:")) or (
+            len(ref) >= 4 and image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
+        ):
+            return True
+        if wanted in (image.get("RepoTags") or []) or ref in (image.get("RepoTags") or []):
+            return True
+    return False

@@ -1,0 +1,381 @@
+"""One Docker node: its health, and a cache of its state kept fresh from its event stream.
+
+An engine is *Pending* until it has answered ``/info`` and ``/version``,
+*Healthy* while it answers, and *Unhealthy* after ``failure_retry``
+consecutive failures; it becomes Healthy again when it answers. Its
+containers (with their inspect data), images, networks and volumes are
+cached: the API answers listings from here without a round-trip. The cache
+is updated from the engine's ``/events`` stream as things happen, and
+re-read in full every ``refresh_min``..``refresh_max`` seconds (a random
+interval, so a thousand engines do not refresh in step). Engines that do not
+answer are retried with exponential back-off, so dead nodes cost little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from .events import EventBus
+
+log = logging.getLogger("swarmctl.cluster")
+
+PENDING, HEALTHY, UNHEALTHY = "Pending", "Healthy", "Unhealthy"
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
+#: Container actions that change what ``ps``/``inspect`` show.
+_CONTAINER_CHANGES = {
+    "create",
+    "start",
+    "restart",
+    "die",
+    "stop",
+    "kill",
+    "pause",
+    "unpause",
+    "rename",
+    "update",
+    "oom",
+    "health_status",
+    "attach",
+    "detach",
+    "resize",
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    failure_retry: int = 3
+    refresh_min: float = 30.0
+    refresh_max: float = 60.0
+    ssl: ssl.SSLContext | None = None
+
+
+class EngineError(Exception):
+    """The engine answered, but not as an engine should."""
+
+
+class Engine:
+    """A Docker engine at ``addr`` (``host:port``)."""
+
+    def __init__(self, addr: str, bus: EventBus, options: EngineOptions) -> None:
+        self.addr = addr
+        self.bus = bus
+        self.options = options
+        self.state = PENDING
+        self.failures = 0
+        self.last_error = ""
+        self.info: dict[str, Any] = {}
+        self.version: dict[str, Any] = {}
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.inspects: dict[str, dict[str, Any]] = {}
+        self.images: list[dict[str, Any]] = []
+        self.networks: list[dict[str, Any]] = []
+        self.volumes: list[dict[str, Any]] = []
+        self.updated_at = 0.0
+        #: Bumped on every cache change; the API server keys its pre-serialised answers on it.
+        self.generation = 0
+        scheme = "https" if options.ssl is not None else "http"
+        self.base_url = f"{scheme}://{addr}"
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        #: One refresh of a container at a time: a refresh that starts later
+        #: (e.g. after a "die" event) must also finish later, or it could be
+        #: overwritten by an older snapshot taken when the container still ran.
+        self._container_locks: dict[str, asyncio.Lock] = {}
+
+    # -- identity ----------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.info.get("Name") or self.addr)
+
+    @property
+    def id(self) -> str:
+        return str(self.info.get("ID") or self.addr)
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == HEALTHY
+
+    @property
+    def ip(self) -> str:
+        host = self.addr.rsplit(":", 1)[0]
+        return host.strip("[]")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Engine labels as Swarm's constraints see them: ``dockerd --label``s plus the system ones."""
+        labels: dict[str, str] = {}
+        for item in self.info.get("Labels") or []:
+            key, _, value = str(item).partition("=")
+            labels[key] = value
+        labels.update(
+            {
+                "storagedriver": str(self.info.get("Driver", "")),
+                "operatingsystem": str(self.info.get("OperatingSystem", "")),
+                "kernelversion": str(self.info.get("KernelVersion", "")),
+                "ostype": str(self.info.get("OSType", "")),
+            }
+        )
+        return labels
+
+    @property
+    def api_version(self) -> str:
+        return str(self.version.get("ApiVersion") or "")
+
+    @property
+    def ncpu(self) -> int:
+        return int(self.info.get("NCPU") or 0)
+
+    @property
+    def memory(self) -> int:
+        return int(self.info.get("MemTotal") or 0)
+
+    def reserved(self) -> tuple[float, int]:
+        """CPUs and memory that this node's containers reserve (``-c``/``--cpus``, ``-m``)."""
+        cpus = 0.0
+        memory = 0
+        for inspect in self.inspects.values():
+            host = inspect.get("HostConfig") or {}
+            if host.get("NanoCpus"):
+                cpus += host["NanoCpus"] / 1e9
+            elif host.get("CpuShares"):
+                cpus += host["CpuShares"] / 1024
+            memory += int(host.get("Memory") or 0)
+        return cpus, memory
+
+    def node_ref(self) -> dict[str, str]:
+        """How events and inspect name this node (Swarm's ``node`` object)."""
+        return {"ID": self.id, "Name": self.name, "Addr": self.addr, "IP": self.ip}
+
+    # -- connections -------------------------------------------------------------
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=64, ssl=self.options.ssl or False, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                base_url=self.base_url, connector=connector, timeout=REQUEST_TIMEOUT
+            )
+        return self._session
+
+    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw connection of its own, for hijacked requests."""
+        host, _, port = self.addr.rpartition(":")
+        return await asyncio.open_connection(
+            host.strip("[]"),
+            int(port),
+            ssl=self.options.ssl,
+            server_hostname=host.strip("[]") if self.options.ssl else None,
+        )
+
+    async def get_json(self, path: str) -> Any:
+        async with self.session.get(path) as response:
+            if response.status != 200:
+                raise EngineError(f"GET {path}: HTTP {response.status}")
+            return await response.json(content_type=None)
+
+    # -- life --------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    def report_failure(self, exc: BaseException) -> None:
+        """A proxied request could not reach the engine: check it now rather than at the next refresh."""
+        self.last_error = str(exc) or type(exc).__name__
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        events: asyncio.Task[None] | None = None
+        while True:
+            try:
+                await self.refresh()
+            except (TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError) as exc:
+                if events is not None:
+                    events.cancel()
+                    events = None
+                self._failed(exc)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self.options.refresh_max)
+                continue
+            backoff = 1.0
+            self._answered()
+            if events is None or events.done():
+                events = asyncio.ensure_future(self._follow_events())
+            await self._sleep(random.uniform(self.options.refresh_min, self.options.refresh_max))
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _answered(self) -> None:
+        self.failures = 0
+        if self.state != HEALTHY:
+            previous, self.state = self.state, HEALTHY
+            log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
+            self._publish_engine_event("engine_connect")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self.last_error = str(exc) or type(exc).__name__
+        if self.state == HEALTHY and self.failures >= self.options.failure_retry:
+            self.state = UNHEALTHY
+            log.warning(
+                "engine %s (%s) is unhealthy after %d failures: %s",
+                self.name,
+                self.addr,
+                self.failures,
+                self.last_error,
+            )
+            self._publish_engine_event("engine_disconnect")
+        elif self.failures == 1 or self.state == HEALTHY:
+            log.debug("engine %s (%s) did not answer: %s", self.name, self.addr, self.last_error)
+
+    def _publish_engine_event(self, action: str) -> None:
+        now = time.time()
+        self.bus.publish(
+            {
+                "status": action,
+                "id": self.id,
+                "from": "swarm",
+                "Type": "engine",
+                "Action": action,
+                "Actor": {"ID": self.id, "Attributes": {"name": self.name, "addr": self.addr}},
+                "node": self.node_ref(),
+                "time": int(now),
+                "timeNano": int(now * 1e9),
+            }
+        )
+
+    # -- the cache ---------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Re-read everything; raises if the engine does not answer."""
+        info, version = await asyncio.gather(self.get_json("/info"), self.get_json("/version"))
+        if not isinstance(info, dict) or not isinstance(version, dict):
+            raise EngineError("not a Docker engine (bad /info or /version)")
+        self.info, self.version = info, version
+        await asyncio.gather(
+            self.refresh_containers(), self.refresh_images(), self.refresh_networks(), self.refresh_volumes()
+        )
+        self.updated_at = time.time()
+
+    def _changed(self) -> None:
+        self.generation += 1
+
+    async def refresh_containers(self) -> None:
+        summaries = await self.get_json("/containers/json?all=1")
+        found = {c["Id"]: c for c in summaries}
+        limit = asyncio.Semaphore(8)
+
+        async def inspect(cid: str) -> tuple[str, dict[str, Any] | None]:
+            async with limit:
+                try:
+                    return cid, await self.get_json(f"/containers/{cid}/json")
+                except EngineError:
+                    return cid, None  # removed meanwhile
+
+        inspected = dict(await asyncio.gather(*(inspect(cid) for cid in found)))
+        self.containers = {cid: c for cid, c in found.items() if inspected.get(cid) is not None}
+        self.inspects = {cid: i for cid, i in inspected.items() if i is not None}
+        self._changed()
+
+    async def refresh_container(self, cid: str) -> None:
+        """Re-read one container (after an event, a create, a rename...)."""
+        lock = self._container_locks.setdefault(cid, asyncio.Lock())
+        async with lock:
+            await self._refresh_container(cid)
+        if not lock.locked() and cid not in self.containers:
+            self._container_locks.pop(cid, None)
+
+    async def _refresh_container(self, cid: str) -> None:
+        filters = quote(json.dumps({"id": [cid]}))
+        try:
+            summaries, inspect = await asyncio.gather(
+                self.get_json(f"/containers/json?all=1&filters={filters}"),
+                self.get_json(f"/containers/{cid}/json"),
+            )
+        except EngineError:
+            summaries, inspect = [], None
+        full_id = inspect["Id"] if inspect else cid
+        summary = next((s for s in summaries if s["Id"] == full_id), None)
+        if inspect is None or summary is None:
+            self.containers.pop(full_id, None)
+            self.inspects.pop(full_id, None)
+        else:
+            self.containers[full_id] = summary
+            self.inspects[full_id] = inspect
+        self._changed()
+
+    def forget_container(self, cid: str) -> None:
+        self.containers.pop(cid, None)
+        self.inspects.pop(cid, None)
+        self._changed()
+
+    async def refresh_images(self) -> None:
+        self.images = await self.get_json("/images/json")
+        self._changed()
+
+    async def refresh_networks(self) -> None:
+        self.networks = await self.get_json("/networks")
+        self._changed()
+
+    async def refresh_volumes(self) -> None:
+        answer = await self.get_json("/volumes")
+        self.volumes = answer.get("Volumes") or []
+        self._changed()
+
+    async def _follow_events(self) -> None:
+        """Apply the engine's events to the cache and pass them on, tagged with this node."""
+        try:
+            async with self.session.get(
+                "/events", timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            ) as r:
+                if r.status != 200:
+                    raise EngineError(f"GET /events: HTTP {r.status}")
+                async for line in r.content:
+                    if line.strip():
+                        await self._apply(json.loads(line))
+        except (TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError) as exc:
+            log.debug("engine %s: event stream ended: %s", self.addr, exc)
+        self._wake.set()  # check the engine now: it may be gone
+
+    async def _apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("Type")
+        action = str(event.get("Action") or event.get("status") or "")
+        actor = str((event.get("Actor") or {}).get("ID") or event.get("id") or "")
+        try:
+            if kind == "container" and actor:
+                if action == "destroy":
+                    self.forget_container(actor)
+                elif action.split(":")[0] in _CONTAINER_CHANGES:
+                    await self.refresh_container(actor)
+            elif kind == "image":
+                await self.refresh_images()
+            elif kind == "network":
+                await self.refresh_networks()
+            elif kind == "volume":
+                await self.refresh_volumes()
+        except (TimeoutError, aiohttp.ClientError, EngineError, OSError) as exc:
+            log.debug("engine %s: could not follow %s %s: %s", self.addr, kind, action, exc)
+        event["node"] = self.node_ref()
+        self.bus.publish(event)

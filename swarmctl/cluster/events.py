@@ -1,0 +1,37 @@
+"""A fan-out of Docker events: every engine publishes, every ``/events`` client subscribes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+Event = dict[str, Any]
+
+
+class EventBus:
+    """Publish once, deliver to every subscriber's queue; a slow subscriber loses old events, not us."""
+
+    def __init__(self, backlog: int = 1000) -> None:
+        self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._backlog = backlog
+        self._history: collections.deque[Event] = collections.deque(maxlen=backlog)
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(self._backlog)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        self._subscribers.discard(queue)
+
+    def history(self) -> list[Event]:
+        """The most recent events, oldest first (for ``docker events --since``)."""
+        return list(self._history)
+
+    def publish(self, event: Event) -> None:
+        self._history.append(event)
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
