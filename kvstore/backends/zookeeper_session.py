@@ -268,17 +268,23 @@ class Session:
     def unreachable(self, what: str) -> NotReachableError:
         """The error for "could not talk to ZooKeeper", with the last reason kazoo gave."""
         reason = self._capture.last_error
-        detail = f": {reason}" if reason else ""
+        detail = ""
+        if reason:
+            reason = reason.removeprefix("socket connection error: ")
+            if "SSL" in reason or "certificate" in reason:
+                reason = f"TLS handshake failed: {reason}"
+            detail = f" (last error: {reason})"
         return NotReachableError(f"{what}: ZooKeeper at {self.hosts} not reachable{detail}")
 
     def start(self, deadline: float) -> None:
         """Connect; ``NotReachableError`` (with the reason) if not connected by ``deadline``."""
+        started = time.monotonic()
         try:
             self.client.start_async()
         except KazooException as exc:
             raise NotReachableError(f"cannot start a ZooKeeper client for {self.hosts}: {exc!r}") from None
         try:
-            self.wait_connected(deadline, "connect")
+            self.wait_connected(deadline, f"connect within {max(0.0, deadline - started):g} s")
         except NotReachableError:
             # kazoo's connection thread may sit in a handshake with a server that never
             # answers (for up to the session timeout); stopping it must not hold up the error.
