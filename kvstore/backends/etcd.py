@@ -146,7 +146,7 @@ class EtcdStore(Store):
             streams = list(self._streams)
             self._streams.clear()
         for stream in streams:
-            stream.stop()
+            stream.abort(KVStoreError("watch: the etcd store was closed"))
         self._conn.close()
 
     # -- plain calls ----------------------------------------------------------------------------

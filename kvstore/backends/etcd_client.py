@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -106,6 +105,8 @@ def map_rpc_error(exc: grpc.RpcError, what: str) -> KVStoreError:
     details = _details(exc)
     if code in _RETRYABLE:
         return NotReachableError(f"{what}: etcd is not reachable: {details}")
+    if "user name is empty" in details:
+        return KVStoreError(f"{what}: etcd has auth enabled: give Config(username=..., password=...)")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgumentError(f"{what}: etcd rejected the request: {details}")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
@@ -225,8 +226,9 @@ class Connection:
         self._token: str | None = None
         self._auth_lock = threading.Lock()
         self._lock = threading.Lock()
-        # Start on a random member, so many clients spread over the cluster.
-        self._current = random.randrange(len(self.endpoints))
+        # The first address is tried first: callers list members in the order
+        # they prefer (the nearest first), as with etcdctl's --endpoints.
+        self._current = 0
         self.closed = threading.Event()
 
     # -- which member ---------------------------------------------------------------
@@ -376,6 +378,13 @@ class WatchStream:
         if call is not None:
             with contextlib.suppress(Exception):
                 call.cancel()
+
+    def abort(self, error: KVStoreError) -> None:
+        """End the watch and report ``error`` to its owner (the store is closing)."""
+        was_stopped = self._stop.is_set()
+        self.stop()
+        if not was_stopped:
+            self._on_failure(error)
 
     @property
     def stopped(self) -> bool:

@@ -26,7 +26,9 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,7 @@ class EtcdCluster:
     tls: EtcdTLS | None = None
     heartbeat_ms: int = 100
     election_ms: int = 1000
+    extra_args: list[str] = field(default_factory=list)
     members: list[EtcdMember] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -149,6 +152,7 @@ class EtcdCluster:
             "--logger", "zap",
             "--log-outputs", "stderr",
         ]  # fmt: skip
+        argv += self.extra_args
         if self.tls is not None:
             argv += [
                 "--cert-file", str(self.tls.server.cert),
@@ -174,6 +178,19 @@ class EtcdCluster:
         member.process = ManagedProcess(member.name, self._argv(member), member.workdir).start()
         if wait:
             self.wait_ready(member)
+
+    def restart_stopped(self) -> None:
+        """Start every member that is not running, then wait for them and for a leader.
+
+        All at once: a restarted member serves clients only after it has
+        rejoined a quorum, so waiting for each in turn could wait forever.
+        """
+        stopped = [m for m in self.members if not m.running]
+        for member in stopped:
+            self.start_member(member, wait=False)
+        for member in stopped:
+            self.wait_ready(member)
+        self.wait_for_leader()
 
     def wait_ready(self, member: EtcdMember, timeout: float = START_TIMEOUT) -> None:
         def ready() -> bool:
@@ -270,6 +287,104 @@ class EtcdCluster:
         return found[-1]
 
 
+def enable_auth(cluster: EtcdCluster, password: str, user: str = "root") -> None:
+    """Turn on etcd's auth with ``user`` holding the ``root`` role (etcd demands a root user first)."""
+    with cluster.channel(cluster.members[0]) as channel:
+        auth = etcdrpc.AuthStub(channel)
+        if user != "root":
+            auth.UserAdd(etcdrpc.AuthUserAddRequest(name="root", password=password), timeout=5)
+            auth.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"), timeout=5)
+        auth.UserAdd(etcdrpc.AuthUserAddRequest(name=user, password=password), timeout=5)
+        auth.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user=user, role="root"), timeout=5)
+        auth.AuthEnable(etcdrpc.AuthEnableRequest(), timeout=5)
+
+
+class PausableProxy:
+    """A TCP proxy on a free loopback port in front of ``upstream``, that a test can cut and restore.
+
+    While paused it drops its open connections and closes new ones at once,
+    so a client sees that member as down for exactly as long as the test
+    wants: that makes "changes made while the client was away" happen for
+    sure, not only when the timing is lucky.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._open = threading.Event()
+        self._open.set()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        threading.Thread(target=self._accept, name=f"proxy:{self.port}", daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def pause(self) -> None:
+        """Cut every connection and refuse new ones until :meth:`resume`."""
+        self._open.clear()
+        self._drop_all()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._open.clear()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self._drop_all()
+
+    def __enter__(self) -> PausableProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.update((client, server))
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 def make_tls(directory: Path) -> EtcdTLS:
     """A fresh CA with a server certificate (loopback) and a client certificate."""
     authority = CertAuthority(directory / "ca")
@@ -291,6 +406,17 @@ def tls_etcd(workdir: Path) -> Iterator[EtcdCluster]:
     """One etcd that demands a client certificate; ``cluster.tls`` holds the files."""
     with EtcdCluster(workdir, size=1, tls=make_tls(workdir / "certs")) as cluster:
         cluster.start()
+        yield cluster
+
+
+@contextlib.contextmanager
+def auth_etcd(
+    workdir: Path, password: str, user: str = "root", token_ttl: int = 300
+) -> Iterator[EtcdCluster]:
+    """One plain etcd with auth on (``user``/``password``); tokens last ``token_ttl`` seconds."""
+    with EtcdCluster(workdir, size=1, extra_args=["--auth-token-ttl", str(token_ttl)]) as cluster:
+        cluster.start()
+        enable_auth(cluster, password, user)
         yield cluster
 
 
