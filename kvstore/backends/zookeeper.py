@@ -64,6 +64,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
+import random
 import ssl
 import threading
 import time
@@ -136,6 +137,9 @@ class ZooKeeperStore(Store):
         for addr in self.addrs:
             host, port = parse_host_port(addr, DEFAULT_PORT)
             hosts.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        # One random order per store, shared by its sessions (kazoo must not shuffle each on its
+        # own): stores spread over the ensemble, and a store's sessions meet on one server.
+        random.shuffle(hosts)
         self._hosts = hosts
         self.connection_timeout = float(self.config.connection_timeout)
         if not self.connection_timeout > 0:
