@@ -11,6 +11,11 @@ from . import containers, images, system
 from .context import MANAGER, Manager, manager_of
 from .proxy import error
 
+#: Proxied as they are to the node that owns the container (``docker ... node/name`` works: refs may hold a slash).
+CONTAINER_ACTIONS = (
+    "start|stop|restart|kill|pause|unpause|rename|update|wait|resize|top|logs|stats|archive|export|changes"
+)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ROUTES: list[tuple[str, str, Handler]] = [
@@ -21,11 +26,11 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/events", system.events),
     ("GET", "/containers/json", containers.containers_json),
     ("POST", "/containers/create", containers.create),
-    ("GET", "/containers/{ref}/json", containers.inspect),
-    ("POST", "/containers/{ref}/attach", containers.attach),
-    ("POST", "/containers/{ref}/exec", containers.exec_create),
-    ("DELETE", "/containers/{ref}", containers.delete),
-    ("*", "/containers/{ref}/{action:.+}", containers.container_action),
+    ("GET", "/containers/{ref:.+}/json", containers.inspect),
+    ("POST", "/containers/{ref:.+}/attach", containers.attach),
+    ("POST", "/containers/{ref:.+}/exec", containers.exec_create),
+    ("*", "/containers/{ref:.+}/{action:" + CONTAINER_ACTIONS + "}", containers.container_action),
+    ("DELETE", "/containers/{ref:.+}", containers.delete),
     ("POST", "/exec/{exec_id}/start", containers.exec_start),
     ("*", "/exec/{exec_id}/{action}", containers.exec_other),
     ("GET", "/images/json", images.images_json),

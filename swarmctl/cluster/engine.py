@@ -93,6 +93,9 @@ class Engine:
         #: (e.g. after a "die" event) must also finish later, or it could be
         #: overwritten by an older snapshot taken when the container still ran.
         self._container_locks: dict[str, asyncio.Lock] = {}
+        #: When each container was last refreshed alone (a counter, see refresh_containers).
+        self._touched: dict[str, int] = {}
+        self._stamp = 0
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -283,6 +286,9 @@ class Engine:
         self.generation += 1
 
     async def refresh_containers(self) -> None:
+        """Re-read every container; entries refreshed one by one meanwhile are newer and win."""
+        self._stamp += 1
+        started = self._stamp
         summaries = await self.get_json("/containers/json?all=1")
         found = {c["Id"]: c for c in summaries}
         limit = asyncio.Semaphore(8)
@@ -295,8 +301,17 @@ class Engine:
                     return cid, None  # removed meanwhile
 
         inspected = dict(await asyncio.gather(*(inspect(cid) for cid in found)))
-        self.containers = {cid: c for cid, c in found.items() if inspected.get(cid) is not None}
-        self.inspects = {cid: i for cid, i in inspected.items() if i is not None}
+        containers = {cid: c for cid, c in found.items() if inspected.get(cid) is not None}
+        inspects = {cid: i for cid, i in inspected.items() if i is not None}
+        for cid, stamp in self._touched.items():
+            if stamp > started:  # created, changed or removed while we were reading
+                containers.pop(cid, None)
+                inspects.pop(cid, None)
+                if cid in self.containers:
+                    containers[cid] = self.containers[cid]
+                    inspects[cid] = self.inspects[cid]
+        self.containers, self.inspects = containers, inspects
+        self._touched = {cid: stamp for cid, stamp in self._touched.items() if stamp > started}
         self._changed()
 
     async def refresh_container(self, cid: str) -> None:
@@ -317,6 +332,8 @@ class Engine:
         except EngineError:
             summaries, inspect = [], None
         full_id = inspect["Id"] if inspect else cid
+        self._stamp += 1
+        self._touched[full_id] = self._stamp
         summary = next((s for s in summaries if s["Id"] == full_id), None)
         if inspect is None or summary is None:
             self.containers.pop(full_id, None)
@@ -327,6 +344,8 @@ class Engine:
         self._changed()
 
     def forget_container(self, cid: str) -> None:
+        self._stamp += 1
+        self._touched[cid] = self._stamp
         self.containers.pop(cid, None)
         self.inspects.pop(cid, None)
         self._changed()

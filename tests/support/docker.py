@@ -1,0 +1,164 @@
+"""Real Docker engines for the manager's tests: dockerd processes with their own names.
+
+Each node is a ``dockerd`` in its own UTS namespace (so ``docker info`` shows a
+distinct name), with its own data and exec roots under a short /tmp directory
+(unix socket paths are limited to 108 bytes), listening on a free loopback
+port. There is no registry here, so a ``busybox:local`` image is made from
+Debian's static busybox and imported into each node.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from .process import ManagedProcess, free_port, wait_for
+
+DOCKER = shutil.which("docker") or "docker"
+IMAGE = "busybox:local"
+_APPLETS = [
+    "sh",
+    "echo",
+    "sleep",
+    "cat",
+    "ls",
+    "ps",
+    "top",
+    "env",
+    "true",
+    "false",
+    "yes",
+    "head",
+    "wc",
+    "date",
+    "hostname",
+    "id",
+    "seq",
+    "tr",
+    "printf",
+]
+
+
+def available() -> str | None:
+    """Why real engines cannot run here, or None when they can."""
+    for tool in ("dockerd", "unshare", "busybox"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/bootstrap --docker installs it)"
+    return None
+
+
+def busybox_tarball(directory: Path) -> Path:
+    """A root file system with a static busybox and its applets, as a tar to ``docker import``."""
+    path = directory / "busybox-rootfs.tar"
+    if path.exists():
+        return path
+    busybox = shutil.which("busybox")
+    assert busybox is not None
+    with tarfile.open(path, "w") as tar:
+        info = tar.gettarinfo(busybox, arcname="bin/busybox")
+        info.mode = 0o755
+        with open(busybox, "rb") as fh:
+            tar.addfile(info, fh)
+        for applet in _APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "busybox"
+            tar.addfile(link)
+        for name in ("tmp", "etc"):
+            folder = tarfile.TarInfo(name)
+            folder.type = tarfile.DIRTYPE
+            folder.mode = 0o1777 if name == "tmp" else 0o755
+            tar.addfile(folder)
+    return path
+
+
+class DockerNode:
+    """One dockerd, reachable at ``self.addr`` (``127.0.0.1:PORT``)."""
+
+    def __init__(self, name: str, labels: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.name = name
+        self.labels = labels or {}
+        self.root = Path(tempfile.mkdtemp(prefix=f"dk-{name}-", dir="/tmp"))
+        self.port = port or free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.process: ManagedProcess | None = None
+
+    def argv(self) -> list[str]:
+        r = self.root
+        dockerd = [
+            "dockerd",
+            "--data-root",
+            f"{r}/data",
+            "--exec-root",
+            f"{r}/exec",
+            "--pidfile",
+            f"{r}/pid",
+            "-H",
+            f"unix://{r}/sock",
+            "-H",
+            f"tcp://{self.addr}",
+            "--iptables=false",
+            "--bridge=none",
+            "--storage-driver=vfs",
+            "--log-level=warn",
+        ]
+        for key, value in self.labels.items():
+            dockerd += ["--label", f"{key}={value}"]
+        quoted = " ".join(f"'{part}'" for part in dockerd)
+        return ["unshare", "--uts", "sh", "-c", f"hostname {self.name} && exec {quoted}"]
+
+    def start(self, timeout: float = 60) -> DockerNode:
+        self.process = ManagedProcess(f"dockerd-{self.name}", self.argv(), self.root).start()
+        wait_for(self.answers, timeout, f"dockerd {self.name} to answer")
+        return self
+
+    def answers(self) -> bool:
+        with urllib.request.urlopen(f"http://{self.addr}/_ping", timeout=2) as response:
+            return bool(response.status == 200)
+
+    def docker(
+        self, *args: str, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [DOCKER, "-H", f"tcp://{self.addr}", *args],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def load_busybox(self, tarball: Path) -> None:
+        result = self.docker("import", str(tarball), IMAGE)
+        assert result.returncode == 0, result.stderr
+
+    def info(self) -> dict[str, object]:
+        with urllib.request.urlopen(f"http://{self.addr}/info", timeout=10) as response:
+            data: dict[str, object] = json.loads(response.read())
+            return data
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=20)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        if self.process is not None and self.process.running:
+            ids = self.docker("ps", "-aq").stdout.split()
+            if ids:
+                self.docker("rm", "-f", *[i.decode() for i in ids])
+        self.stop()
+        # Containers' leftovers under data-root can be busy for a moment after dockerd exits.
+        subprocess.run(["rm", "-rf", str(self.root)], check=False, capture_output=True)

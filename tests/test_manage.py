@@ -1,0 +1,321 @@
+"""``swarmctl manage`` end to end: real dockerd nodes, the real docker CLI as the client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import docker as dk
+from tests.support.process import ManagedProcess, free_port, port_open, wait_for
+from tests.support.swarm import SWARMCTL
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
+
+
+class Manager:
+    """A ``swarmctl manage`` process and the docker CLI pointed at it."""
+
+    def __init__(self, workdir: Path, discovery: str, *extra: str) -> None:
+        self.port = free_port()
+        self.process = ManagedProcess(
+            f"manage-{self.port}",
+            [
+                SWARMCTL,
+                "--log-level",
+                "debug",
+                "manage",
+                "-H",
+                f"tcp://127.0.0.1:{self.port}",
+                "--heartbeat",
+                "1s",
+                "--engine-refresh-min-interval",
+                "2s",
+                "--engine-refresh-max-interval",
+                "3s",
+                *extra,
+                discovery,
+            ],
+            workdir,
+        ).start()
+        wait_for(lambda: port_open("127.0.0.1", self.port), 30, "the manager to listen")
+
+    def docker(
+        self, *args: str, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [dk.DOCKER, "-H", f"tcp://127.0.0.1:{self.port}", *args],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        return subprocess.CompletedProcess(
+            result.args,
+            result.returncode,
+            result.stdout.decode(errors="replace"),
+            result.stderr.decode(errors="replace"),
+        )
+
+    def ok(self, *args: str, input: bytes | None = None, timeout: float = 60) -> str:
+        result = self.docker(*args, input=input, timeout=timeout)
+        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def info(self) -> dict[str, str]:
+        raw = json.loads(self.ok("info", "--format", "{{json .SystemStatus}}"))
+        return {k: v for k, v in raw}
+
+    def node_status(self) -> dict[str, str]:
+        """Node name -> Status, from ``docker info``'s SystemStatus."""
+        raw = json.loads(self.ok("info", "--format", "{{json .SystemStatus}}"))
+        found: dict[str, str] = {}
+        current = None
+        for key, value in raw:
+            if key.startswith(" ") and not key.startswith("  "):
+                current = key.strip()
+            elif key.strip() == "└ Status" and current is not None:
+                found[current] = value
+        return found
+
+    def wait_nodes(self, expected: dict[str, str], timeout: float = 60) -> None:
+        wait_for(lambda: self.node_status() == expected, timeout, f"nodes {expected}", interval=0.3)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dk.DockerNode]]:
+    tarball = dk.busybox_tarball(tmp_path_factory.mktemp("image"))
+    made = [dk.DockerNode(f"node{n}", labels={"zone": f"z{n}"}) for n in (1, 2, 3)]
+    try:
+        threads = [threading.Thread(target=node.start) for node in made]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for node in made:
+            assert node.process is not None and node.process.running, node.process and node.process.log_tail()
+            node.load_busybox(tarball)
+        yield made
+    finally:
+        for node in made:
+            node.remove()
+
+
+@pytest.fixture(scope="module")
+def cluster_file(tmp_path_factory: pytest.TempPathFactory, nodes: list[dk.DockerNode]) -> Path:
+    path = tmp_path_factory.mktemp("discovery") / "cluster"
+    path.write_text("".join(f"{node.addr}\n" for node in nodes))
+    return path
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory, cluster_file: Path) -> Iterator[Manager]:
+    made = Manager(tmp_path_factory.mktemp("manager"), f"file://{cluster_file}")
+    try:
+        made.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Healthy"})
+        yield made
+    finally:
+        made.stop()
+
+
+@pytest.fixture
+def clean(manager: Manager) -> Iterator[None]:
+    yield
+    ids = manager.ok("ps", "-aq").split()
+    if ids:
+        manager.docker("rm", "-f", *ids)
+
+
+def test_info_and_version(manager: Manager) -> None:
+    out = manager.ok("info")
+    assert " Nodes: 3" in out
+    assert out.count("└ Status: Healthy") == 3
+    assert "Strategy: spread" in out and "Filters:" in out
+    assert "zone=z1" in out and "storagedriver=vfs" in out
+    version = manager.ok("version")
+    assert "swarm/" in version and "API version:" in version
+
+
+def test_run_attached_prints_output(manager: Manager, clean: None) -> None:
+    assert manager.ok("run", "--rm", dk.IMAGE, "echo", "hi") == "hi\n"
+    failed = manager.docker("run", "--rm", dk.IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (failed.returncode, failed.stdout, failed.stderr.strip()) == (3, "out\n", "err")
+
+
+def test_run_with_stdin_byte_for_byte(manager: Manager, clean: None) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    result = subprocess.run(
+        [dk.DOCKER, "-H", f"tcp://127.0.0.1:{manager.port}", "run", "-i", "--rm", dk.IMAGE, "cat"],
+        input=payload,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == payload
+
+
+def test_spread_ps_and_names(manager: Manager, clean: None) -> None:
+    for n in range(6):
+        manager.ok("run", "-d", "--name", f"spread{n}", dk.IMAGE, "sleep", "300")
+    names = manager.ok("ps", "--format", "{{.Names}}").split()
+    per_node = {
+        node: sum(1 for name in names if name.startswith(f"{node}/")) for node in ("node1", "node2", "node3")
+    }
+    assert per_node == {"node1": 2, "node2": 2, "node3": 2}, names
+    assert sorted(name.split("/", 1)[1] for name in names) == [f"spread{n}" for n in range(6)]
+    manager.ok("stop", "-t", "1", "spread0")
+    assert "spread0" not in manager.ok("ps", "--format", "{{.Names}}")
+    assert "spread0" in manager.ok("ps", "-a", "--format", "{{.Names}}")
+    node1 = manager.ok("ps", "--filter", "node=node1", "--format", "{{.Names}}").split()
+    assert node1 and all(name.startswith("node1/") for name in node1)
+
+
+def test_logs_and_follow(manager: Manager, clean: None) -> None:
+    manager.ok(
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        dk.IMAGE,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.3; done",
+    )
+    assert manager.ok("logs", "-f", "talker", timeout=30) == "line1\nline2\nline3\n"
+    assert manager.ok("logs", "--tail", "1", "talker") == "line3\n"
+
+
+def test_exec_with_piped_stdin(manager: Manager, clean: None) -> None:
+    manager.ok("run", "-d", "--name", "box", dk.IMAGE, "sleep", "300")
+    assert manager.ok("exec", "-i", "box", "cat", input=b"through exec\n") == "through exec\n"
+    container_id = manager.ok("inspect", "-f", "{{.Id}}", "box").strip()
+    assert manager.ok("exec", "box", "hostname").strip() == container_id[:12]
+
+
+def test_inspect_lifecycle_and_wait(manager: Manager, clean: None) -> None:
+    manager.ok("run", "-d", "--name", "life", dk.IMAGE, "sleep", "300")
+    inspected = json.loads(manager.ok("inspect", "life"))[0]
+    assert inspected["State"]["Running"] is True
+    assert inspected["Node"]["Name"] in ("node1", "node2", "node3")
+    node = inspected["Node"]["Name"]
+    assert json.loads(manager.ok("inspect", f"{node}/life"))[0]["Id"] == inspected["Id"]
+    assert json.loads(manager.ok("inspect", inspected["Id"][:12]))[0]["Id"] == inspected["Id"]
+    manager.ok("stop", "-t", "1", "life")
+    assert manager.ok("inspect", "-f", "{{.State.Status}}", "life").strip() == "exited"
+    manager.ok("start", "life")
+    assert manager.ok("inspect", "-f", "{{.State.Status}}", "life").strip() == "running"
+    manager.ok("restart", "-t", "1", "life")
+    manager.ok("kill", "life")
+    assert manager.ok("wait", "life").strip() == "137"
+    manager.ok("rm", "life")
+    missing = manager.docker("container", "inspect", "life")
+    assert missing.returncode == 1 and "No such container: life" in missing.stderr
+
+
+def test_top_stats_images_networks_volumes(manager: Manager, clean: None) -> None:
+    manager.ok("run", "-d", "--name", "busy", dk.IMAGE, "sleep", "300")
+    assert "sleep 300" in manager.ok("top", "busy")
+    stats = manager.ok("stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", "busy")
+    assert stats.startswith("busy ")
+    # Imported separately on each node, the three copies have three IDs: one row each.
+    images = manager.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert images == ["busybox:local"] * 3
+    networks = manager.ok("network", "ls", "--format", "{{.Name}}").split()
+    assert {"node1/host", "node2/none", "node3/host"} <= set(networks)
+    manager.ok("volume", "ls")
+
+
+def test_errors_as_one_engine_gives_them(manager: Manager, nodes: list[dk.DockerNode], clean: None) -> None:
+    missing = manager.docker("logs", "nosuch")
+    assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr
+    # The same name on two nodes, made on the engines behind the manager's back.
+    for node in nodes[:2]:
+        assert node.docker("run", "-d", "--name", "twin", dk.IMAGE, "sleep", "300").returncode == 0
+    wait_for(
+        lambda: (
+            manager.ok("ps", "--filter", "name=twin", "--format", "{{.Names}}").split()
+            == ["node1/twin", "node2/twin"]
+            or sorted(manager.ok("ps", "--filter", "name=twin", "--format", "{{.Names}}").split())
+            == ["node1/twin", "node2/twin"]
+        ),
+        30,
+        "both twins listed",
+    )
+    ambiguous = manager.docker("inspect", "twin")
+    assert ambiguous.returncode == 1 and "ambiguous" in ambiguous.stderr
+    assert "node1" in ambiguous.stderr and "node2" in ambiguous.stderr
+    assert json.loads(manager.ok("inspect", "node2/twin"))[0]["Node"]["Name"] == "node2"
+    taken = manager.docker("run", "-d", "--name", "twin", dk.IMAGE, "true")
+    assert taken.returncode == 125 and "already in use" in taken.stderr
+
+
+def test_no_healthy_node_is_a_clear_error(tmp_path: Path) -> None:
+    dead = Manager(tmp_path, f"nodes://127.0.0.1:{free_port()}")
+    try:
+        result = dead.docker("run", "--rm", dk.IMAGE, "true")
+        assert result.returncode == 125
+        assert "No healthy node available in the cluster" in result.stderr
+        assert " Nodes: 1" in dead.ok("info")
+        assert "Status: Pending" in dead.ok("info")
+    finally:
+        dead.stop()
+
+
+def test_events_show_engine_connect_when_a_node_joins(
+    manager: Manager, nodes: list[dk.DockerNode], tmp_path: Path
+) -> None:
+    path = tmp_path / "two"
+    path.write_text(f"{nodes[0].addr}\n{nodes[1].addr}\n")
+    small = Manager(tmp_path, f"file://{path}")
+    try:
+        small.wait_nodes({"node1": "Healthy", "node2": "Healthy"})
+        events = subprocess.Popen(
+            [
+                dk.DOCKER,
+                "-H",
+                f"tcp://127.0.0.1:{small.port}",
+                "events",
+                "--format",
+                "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(0.5)  # let the events request reach the manager before the change
+            path.write_text(f"{nodes[0].addr}\n{nodes[1].addr}\n{nodes[2].addr}\n")
+            assert events.stdout is not None
+            deadline = time.monotonic() + 30
+            line = ""
+            while time.monotonic() < deadline:
+                line = events.stdout.readline()
+                if "engine_connect" in line:
+                    break
+            assert line.strip() == "engine engine_connect node3"
+        finally:
+            events.kill()
+            events.wait()
+        small.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Healthy"})
+        path.write_text(f"{nodes[0].addr}\n")
+        small.wait_nodes({"node1": "Healthy"})
+        assert " Nodes: 1" in small.ok("info")
+    finally:
+        small.stop()
+
+
+def test_killed_node_turns_unhealthy_and_back(manager: Manager, nodes: list[dk.DockerNode]) -> None:
+    victim = nodes[2]
+    victim.kill()
+    manager.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Unhealthy"})
+    assert " Nodes: 3" in manager.ok("info")
+    victim.start()
+    manager.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Healthy"})
