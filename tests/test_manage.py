@@ -319,3 +319,25 @@ def test_killed_node_turns_unhealthy_and_back(manager: Manager, nodes: list[dk.D
     assert " Nodes: 3" in manager.ok("info")
     victim.start()
     manager.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Healthy"})
+
+
+def test_manager_on_etcd_with_joined_nodes(nodes: list[dk.DockerNode], tmp_path: Path) -> None:
+    """The source document's recipe: nodes `join` an etcd, the manager follows it."""
+    from tests.support.etcd import single_etcd
+    from tests.support.swarm import Join
+
+    with single_etcd(tmp_path / "etcd") as etcd:
+        discovery = f"{etcd.url}/swarm"
+        joins = [Join(tmp_path, node.addr, discovery).start() for node in nodes[:2]]
+        try:
+            manager = Manager(tmp_path, discovery)
+            try:
+                manager.wait_nodes({"node1": "Healthy", "node2": "Healthy"})
+                assert manager.ok("run", "--rm", dk.IMAGE, "echo", "via etcd") == "via etcd\n"
+                joins[1].terminate_and_wait()  # node2 leaves discovery: it leaves the cluster
+                manager.wait_nodes({"node1": "Healthy"})
+            finally:
+                manager.stop()
+        finally:
+            for join in joins:
+                join.kill()

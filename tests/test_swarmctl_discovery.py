@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.discovery_backends import DiscoveryBackend, SQLiteBackend, TokenBackend
+from tests.support.discovery_backends import (
+    ConsulBackend,
+    DiscoveryBackend,
+    EtcdBackend,
+    SQLiteBackend,
+    TokenBackend,
+    ZooKeeperBackend,
+)
 from tests.support.process import wait_for
 from tests.support.swarm import Join, listed, wait_listed
 
@@ -17,6 +24,9 @@ pytestmark = pytest.mark.slow
 BACKENDS: dict[str, Callable[[Path], DiscoveryBackend]] = {
     "sqlite": SQLiteBackend,
     "token": TokenBackend,
+    "etcd": EtcdBackend,
+    "zk": ZooKeeperBackend,
+    "consul": ConsulBackend,
 }
 
 

@@ -79,3 +79,60 @@ class TokenBackend(DiscoveryBackend):
             with contextlib.suppress(Exception):
                 self.server.stop()
             self.server = None
+
+
+class EtcdBackend(DiscoveryBackend):
+    """``etcd://`` on one real etcd member (ports fixed before it first starts)."""
+
+    def __init__(self, workdir: Path) -> None:
+        from .etcd import EtcdCluster
+
+        self.cluster = EtcdCluster(workdir / "etcd", size=1)
+        self.url = f"{self.cluster.url}/swarm"
+        self.options = []
+
+    def start(self) -> None:
+        self.cluster.restart_stopped()
+
+    def stop(self) -> None:
+        for member in self.cluster.members:
+            self.cluster.stop_member(member)
+
+    def close(self) -> None:
+        self.cluster.close()
+
+
+class ZooKeeperBackend(DiscoveryBackend):
+    """``zk://`` on one real ZooKeeper server."""
+
+    def __init__(self, workdir: Path) -> None:
+        from .zookeeper import ZooKeeperServer
+
+        self.server = ZooKeeperServer(workdir / "zk")
+        self.url = f"zk://{self.server.address}/swarm"
+        self.options = []
+
+    def start(self) -> None:
+        if not self.server.running:
+            self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class ConsulBackend(DiscoveryBackend):
+    """``consul://`` on the Consul HTTP API test server (no Consul binary exists here)."""
+
+    def __init__(self, workdir: Path) -> None:
+        from .consul import ConsulServer
+
+        self.server = ConsulServer(workdir / "consul", persist=True)
+        self.url = f"{self.server.url}/swarm"
+        self.options = []
+
+    def start(self) -> None:
+        if not self.server.running:
+            self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
