@@ -23,7 +23,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -108,43 +108,64 @@ class Node:
         return cls(data, stat.mzxid, stat.czxid, stat.version, stat.ephemeralOwner, stat.numChildren)
 
 
-@contextlib.contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Turn any kazoo (or socket) exception escaping the block into a kvstore error.
+def kvstore_error(exc: BaseException, what: str) -> KVStoreError | None:
+    """The kvstore error for a kazoo (or socket) exception; None for anything else.
 
     ``what`` names the call and key for the message. The backend raises the
     precise kvstore errors itself where it knows the meaning; this is the net
     under it, so that no client exception ever reaches a caller.
     """
-    try:
-        yield
-    except KVStoreError:
-        raise
-    except NoNodeError:
-        raise KeyNotFoundError(f"{what}: not found") from None
-    except NodeExistsError:
-        raise KeyExistsError(f"{what}: already exists") from None
-    except BadVersionError:
-        raise KeyModifiedError(f"{what}: modified meanwhile") from None
-    except NoChildrenForEphemeralsError:
-        raise CallNotSupportedError(
+    if isinstance(exc, KVStoreError):
+        return exc
+    if isinstance(exc, NoNodeError):
+        return KeyNotFoundError(f"{what}: not found")
+    if isinstance(exc, NodeExistsError):
+        return KeyExistsError(f"{what}: already exists")
+    if isinstance(exc, BadVersionError):
+        return KeyModifiedError(f"{what}: modified meanwhile")
+    if isinstance(exc, NoChildrenForEphemeralsError):
+        return CallNotSupportedError(
             f"{what}: ZooKeeper cannot keep keys below a key written with a ttl (an ephemeral node)"
-        ) from None
-    except NotEmptyError:
-        raise CallNotSupportedError(
+        )
+    if isinstance(exc, NotEmptyError):
+        return CallNotSupportedError(
             f"{what}: ZooKeeper cannot give a ttl to a key that has keys below it (an ephemeral node "
             "has no children)"
-        ) from None
-    except (BadArgumentsError, ValueError) as exc:
-        raise InvalidArgumentError(f"{what}: ZooKeeper rejected the key or value ({exc!r})") from None
-    except (NoAuthError, InvalidACLError) as exc:
-        raise KVStoreError(f"{what}: permission denied by ZooKeeper ({type(exc).__name__})") from None
-    except ConnectionClosedError:
-        raise NotReachableError(f"{what}: the store is closed") from None
-    except (*RETRYABLE, AuthFailedError, KazooTimeoutError, OutcomeUnknown, OSError) as exc:
-        raise NotReachableError(f"{what}: ZooKeeper not reachable ({exc!r})") from None
-    except KazooException as exc:
-        raise KVStoreError(f"{what}: ZooKeeper error {exc!r}") from None
+        )
+    if isinstance(exc, (BadArgumentsError, ValueError)):
+        return InvalidArgumentError(f"{what}: ZooKeeper rejected the key or value ({exc!r})")
+    if isinstance(exc, (NoAuthError, InvalidACLError)):
+        return KVStoreError(f"{what}: permission denied by ZooKeeper ({type(exc).__name__})")
+    if isinstance(exc, ConnectionClosedError):
+        return NotReachableError(f"{what}: the store is closed")
+    if isinstance(exc, (*RETRYABLE, AuthFailedError, KazooTimeoutError, OutcomeUnknown, OSError)):
+        return NotReachableError(f"{what}: ZooKeeper not reachable ({exc!r})")
+    if isinstance(exc, KazooException):
+        return KVStoreError(f"{what}: ZooKeeper error {exc!r}")
+    return None
+
+
+class translate_errors:
+    """``with translate_errors("get k"):`` turns kazoo exceptions escaping the block into kvstore's.
+
+    A class rather than a generator-based context manager: it wraps every
+    call, and this costs a fraction of contextlib's overhead.
+    """
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, KVStoreError):
+            return
+        mapped = kvstore_error(exc, self.what)
+        if mapped is not None:
+            raise mapped from None
 
 
 class _KazooLogCapture(logging.Handler):
@@ -338,21 +359,30 @@ class Session:
         while True:
             try:
                 return attempt()
-            except ConnectionClosedError:
-                raise NotReachableError(f"{what}: the store is closed") from None
             except RETRYABLE as exc:
-                if not idempotent:
-                    raise OutcomeUnknown(f"{what}: {exc!r}") from None
-                if isinstance(exc, ThrottledOpError):
-                    time.sleep(0.01)
-                self.wait_connected(deadline, what)
-                if time.monotonic() >= deadline:
-                    raise self.unreachable(what) from None
+                self._recover(exc, deadline, what, idempotent)
+
+    def _recover(self, exc: BaseException, deadline: float, what: str, idempotent: bool) -> None:
+        """After a retryable failure: return once trying again makes sense, or raise."""
+        if isinstance(exc, ConnectionClosedError):
+            raise NotReachableError(f"{what}: the store is closed") from None
+        if not idempotent:
+            raise OutcomeUnknown(f"{what}: {exc!r}") from None
+        if isinstance(exc, ThrottledOpError):
+            time.sleep(0.01)
+        self.wait_connected(deadline, what)
+        if time.monotonic() >= deadline:
+            raise self.unreachable(what) from None
 
     def call(
         self, start: Callable[[Any], Any], deadline: float, what: str, *, idempotent: bool = True
     ) -> Any:
         """``start(client)`` returns a kazoo async result: its value, within ``deadline``, as :meth:`run`."""
+        # The common case first, without run()'s closure: this is every get and put.
+        try:
+            return self.wait(start(self.client), deadline)
+        except RETRYABLE as exc:
+            self._recover(exc, deadline, what, idempotent)
         return self.run(
             lambda: self.wait(start(self.client), deadline), deadline, what, idempotent=idempotent
         )

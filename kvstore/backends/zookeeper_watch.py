@@ -35,6 +35,7 @@ from .zookeeper_session import (
     OutcomeUnknown,
     Session,
     child_path,
+    kvstore_error,
     parent_of,
     read_nodes,
     translate_errors,
@@ -51,6 +52,9 @@ _TICK = 0.25
 def _kind(event: object) -> Any:
     """The type of a kazoo ``WatchedEvent`` (``CREATED``, ``DELETED``, ``CHANGED``, ``CHILD``, ``NONE``)."""
     return getattr(event, "type", None)
+
+
+_DATA_EVENTS = (EventType.CHANGED, EventType.CREATED, EventType.DELETED)
 
 
 class _Close:
@@ -103,12 +107,8 @@ class _Watcher(Generic[T]):
             self._loop()
         except KVStoreError as exc:
             self.watch.fail(exc)
-        except Exception as exc:  # translated below: no client exception reaches the reader
-            try:
-                with translate_errors(self.name):
-                    raise exc
-            except KVStoreError as mapped:
-                self.watch.fail(mapped)
+        except Exception as exc:  # translated: no client exception reaches the reader
+            self.watch.fail(kvstore_error(exc, self.name) or KVStoreError(f"{self.name}: {exc!r}"))
         finally:
             self.session.unsubscribe(self.on_session)
             self.on_end()
@@ -120,7 +120,7 @@ class _Watcher(Generic[T]):
                 batch.append(self.inbox.get(timeout=_TICK))
                 while True:
                     batch.append(self.inbox.get_nowait())
-            if self.watch.closed or any(isinstance(item, _Close) for item in batch):
+            if self.ended or self.watch.closed or any(isinstance(item, _Close) for item in batch):
                 return
             events = [item for item in batch if not isinstance(item, _Resync)]
             if len(events) != len(batch) or any(_kind(e) == EventType.NONE for e in events):
@@ -161,32 +161,74 @@ class _Watcher(Generic[T]):
 
 
 class KeyWatcher(_Watcher[KVPair]):
-    """``watch(key)``: the value first, then every change; ends when the key is deleted."""
+    """``watch(key)``: the value first, then every change; ends when the key is deleted.
+
+    The common case takes a short cut: a watch event, while connected, is
+    answered from kazoo's own threads by an asynchronous re-read (which
+    re-arms the watch) whose answer is emitted when it arrives, without
+    waking this watch's thread. That keeps delivery as quick as kazoo's own
+    watch idiom. Reconnections, errors and closing still go through the thread.
+    """
 
     def __init__(self, session: Session, connection_timeout: float, key: str, path: str) -> None:
         super().__init__(session, connection_timeout, f"watch({key})")
         self.key = key
         self.path = path
         self.last: KVPair | None = None
+        self._emitting = threading.Lock()
+
+    def on_event(self, event: Any) -> None:
+        if (
+            _kind(event) in _DATA_EVENTS
+            and not self._needs_resync
+            and not self.ended
+            and not self.watch.closed
+            and self.session.connected
+        ):
+            try:
+                pending = self.session.client.get_async(self.path, self.on_event)
+            except Exception:
+                self.inbox.put(event)  # the thread will sort it out
+                return
+            pending.rawlink(self._answered)
+            return
+        self.inbox.put(event)
+
+    def _answered(self, pending: Any) -> None:
+        """The re-read's answer (in kazoo's completion thread)."""
+        try:
+            data, stat = pending.get(block=False)
+        except NoNodeError:
+            data, stat = None, None
+        except Exception:
+            self.inbox.put(_Resync())
+            return
+        self._apply(data, stat)
+
+    def _apply(self, data: bytes | None, stat: Any) -> None:
+        """Emit what a read found, unless a newer state has been emitted already."""
+        with self._emitting:
+            if self.ended:
+                return
+            if data is None:  # gone, or only a bare parent now
+                if self.last is None:
+                    raise KeyNotFoundError(f"watch: key not found: {self.key}")
+                self.ended = True
+                self.watch.finish()
+                return
+            # zxids only grow, also across a delete and re-create: a smaller one is an older read.
+            if self.last is None or stat.mzxid > self.last.last_index:
+                self.last = KVPair(self.key, data, stat.mzxid)
+                self.watch.emit(self.last)
 
     def resync(self) -> None:
-        first = self.last is None
         try:
             data, stat = self.session.call(
                 lambda c: c.get_async(self.path, self.on_event), self.deadline(), self.name
             )
         except NoNodeError:
             data, stat = None, None
-        if data is None:  # gone, or only a bare parent now
-            if first:
-                raise KeyNotFoundError(f"watch: key not found: {self.key}")
-            self.ended = True
-            self.watch.finish()
-            return
-        pair = KVPair(self.key, data, stat.mzxid)
-        if pair != self.last:
-            self.last = pair
-            self.watch.emit(pair)
+        self._apply(data, stat)
 
     def handle(self, events: list[Any]) -> None:
         # Deleted, changed or (after a delete and an atomic re-create) created again:
