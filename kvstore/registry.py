@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Sequence
-from importlib import metadata
 
 from .errors import BackendNotSupportedError
 from .store import Config, Store
@@ -41,6 +40,8 @@ def register_backend(name: str, factory: StoreFactory) -> None:
 
 def backend_names() -> list[str]:
     """Every name ``new_store`` accepts right now."""
+    from importlib import metadata  # only here: scanning installed packages costs ~20 ms
+
     names = set(_BUILTIN) | set(_registered)
     names.update(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))
     return sorted(names)
@@ -68,6 +69,8 @@ def get_backend(name: str) -> StoreFactory:
         target, extra = _BUILTIN[name]
         factory = _load(target, name, extra)
     else:
+        from importlib import metadata
+
         points = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
         if not points:
             raise BackendNotSupportedError(f"unknown backend {name!r} (known: {', '.join(backend_names())})")

@@ -152,3 +152,18 @@ def test_lost_lock_when_the_cluster_is_gone_past_the_ttl(cluster: EtcdCluster, l
         for member in cluster.members:
             cluster.kill_member(member)
         assert lost.wait(2 + DEADLINE), "the holder kept believing in a lock it could not renew"
+
+
+def test_calls_move_off_a_member_that_hangs(cluster: EtcdCluster, leader: EtcdMember) -> None:
+    """A frozen member (SIGSTOP) keeps its sockets open and answers nothing: calls move on within budget."""
+    frozen = next(m for m in cluster.members if m is not leader)
+    addrs = [frozen.endpoint] + [m.endpoint for m in cluster.members if m is not frozen]
+    with kvstore.new_store("etcd", addrs, Config(connection_timeout=6.0)) as store:
+        store.put("hang/before", b"1")  # connected to the member about to freeze
+        cluster.freeze_member(frozen)
+        try:
+            store.put("hang/k", b"v")  # one attempt times out on the frozen member, the next succeeds
+            assert store.get("hang/k").value == b"v"
+            assert [p.key for p in store.list("hang")] == ["hang/before", "hang/k"]
+        finally:
+            cluster.thaw_member(frozen)
