@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 from etcd3 import etcdrpc
 
@@ -47,7 +46,11 @@ def behind_proxy(proxy: PausableProxy) -> Iterator[kvstore.Store]:
 
 
 def compact(etcd: EtcdCluster) -> None:
-    """Compact etcd's history up to now: older revisions can no longer be watched from."""
+    """Compact etcd's history up to now: older revisions can no longer be watched from.
+
+    Compacting at the newest revision is harsher than any real retention
+    policy, and it is what makes a resuming watch meet "compacted" for sure.
+    """
     with etcd.channel(etcd.members[0]) as channel:
         kv = etcdrpc.KVStub(channel)
         revision = kv.Range(etcdrpc.RangeRequest(key=b"\0"), timeout=5).header.revision
@@ -110,6 +113,10 @@ def test_watch_of_a_key_after_compaction(
         assert watch.next(timeout=WAIT).value == b"2"
         proxy.pause()
         direct.delete("one/k")
+        # Compacting right at the delete's revision would purge the tombstone
+        # yet still let a watch start there (etcd's own rule), so a later
+        # write moves the compaction past the revision the watch resumes from.
+        direct.put("one/other", b"x")
         compact(etcd)
         proxy.resume()
         with pytest.raises(StopIteration):
@@ -143,11 +150,3 @@ def test_lock_holder_cut_off_learns_of_the_loss(
     proxy.resume()
     assert lost.wait(WAIT), "the holder never learned that its key was taken"
     assert direct.get("cut/lock").value == b"someone else"
-
-
-def test_raw_grpc_is_what_the_fixture_speaks(etcd: EtcdCluster) -> None:
-    """The fixture's own channel works (so a failure above is the backend's, not the harness's)."""
-    with etcd.channel(etcd.members[0]) as channel:
-        response = etcdrpc.KVStub(channel).Range(etcdrpc.RangeRequest(key=b"x"), timeout=5)
-    assert response.header.revision > 0
-    assert isinstance(channel, grpc.Channel)

@@ -20,11 +20,17 @@ contract asks for:
 from __future__ import annotations
 
 import contextlib
-import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
+
+# gRPC's C core writes its own log lines to stderr (a failed TLS handshake
+# prints three), beside the one error this backend raises for the same
+# failure; a command line tool then shows noise instead of one clear line.
+# Silence it unless the user chose a verbosity (it is read at import time).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # type: ignore[import-untyped]
 from etcd3 import etcdrpc  # type: ignore[import-untyped]
@@ -34,8 +40,6 @@ from ..errors import InvalidArgumentError, KVStoreError, NotReachableError
 from ..store import ClientTLS, Config
 
 T = TypeVar("T")
-
-_log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 2379
 
@@ -311,7 +315,10 @@ class Connection:
                 if is_tls_failure(details):
                     tls_failures.add(endpoint.target)
                     if len(tls_failures) == len(self.endpoints):
-                        raise NotReachableError(f"{what}: TLS with etcd failed: {last}") from None
+                        raise NotReachableError(
+                            f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
+                            f"that signed the server, and the client certificate one it accepts?): {details}"
+                        ) from None
             except ValueError as exc:  # gRPC: "Cannot invoke RPC on closed channel!"
                 if self.closed.is_set():
                     raise KVStoreError(f"{what}: the etcd store is closed") from None
@@ -451,6 +458,8 @@ class WatchStream:
                 failure = exc
             except ValueError:  # the channel was closed under us: the store is closing
                 failure = KVStoreError("watch: the etcd store was closed")
+            except Exception as exc:  # a bug must end the watch loudly, not leave its reader blocked
+                failure = KVStoreError(f"watch: unexpected failure: {exc!r}")
             finally:
                 done.set()
                 with self._mutex:
