@@ -11,7 +11,9 @@ from . import containers, images, system
 from .context import MANAGER, Manager, manager_of
 from .proxy import error
 
-#: Proxied as they are to the node that owns the container (``docker ... node/name`` works: refs may hold a slash).
+#: Proxied as they are to the node that owns the container. Refs may hold a slash
+#: (``docker logs node1/web``), so the action names are spelled out.
+#: hold a slash (``docker logs node1/web``), so the action names are spelled out.
 CONTAINER_ACTIONS = (
     "start|stop|restart|kill|pause|unpause|rename|update|wait|resize|top|logs|stats|archive|export|changes"
 )

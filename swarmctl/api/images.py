@@ -53,7 +53,7 @@ async def image_on_all(request: web.Request) -> web.StreamResponse:
     body = await request.read()
 
     async def one(engine: Engine) -> tuple[int, bytes]:
-        async with engine.session.request(
+        async with engine.request(
             request.method,
             request.rel_url.raw_path_qs,
             data=body or None,
@@ -94,8 +94,12 @@ async def images_create(request: web.Request) -> web.StreamResponse:
             k: v for k, v in request.headers.items() if k.lower() in ("x-registry-auth", "content-type")
         }
         try:
-            async with engine.session.post(
-                request.rel_url.raw_path_qs, data=body or None, headers=headers, timeout=STREAM_TIMEOUT
+            async with engine.request(
+                "POST",
+                request.rel_url.raw_path_qs,
+                data=body or None,
+                headers=headers,
+                timeout=STREAM_TIMEOUT,
             ) as r:
                 if r.status >= 300:
                     text = (await r.read()).decode(errors="replace")

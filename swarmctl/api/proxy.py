@@ -70,7 +70,7 @@ async def forward(
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
     data: Any = body if body is not None else (await request.read() if request.body_exists else None)
     try:
-        upstream_cm = engine.session.request(
+        upstream_cm = engine.request(
             request.method,
             target,
             headers=_request_headers(request),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .engine import Engine, EngineOptions
+import aiohttp
+
+from .engine import REQUEST_TIMEOUT, Engine, EngineOptions
 from .events import EventBus
 
 log = logging.getLogger("swarmctl.cluster")
@@ -29,6 +31,16 @@ class Cluster:
         self.engines: dict[str, Engine] = {}
         self.exec_owner: dict[str, Engine] = {}
         self._stopping: set[asyncio.Future[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP client every engine shares (made on first use, inside the event loop)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=32, ssl=self.options.ssl or False, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
+        return self._session
 
     def set_addresses(self, addresses: list[str]) -> None:
         """Make the engines exactly those of ``addresses`` (called on every discovery change)."""
@@ -44,7 +56,7 @@ class Cluster:
                 task.add_done_callback(self._stopping.discard)
         added = [addr for addr in wanted if addr not in self.engines]
         for addr in added:
-            engine = Engine(addr, self.bus, self.options)
+            engine = Engine(addr, self.bus, self.options, self.session)
             self.engines[addr] = engine
             engine.start()
         if added:
@@ -52,6 +64,8 @@ class Cluster:
 
     async def close(self) -> None:
         await asyncio.gather(*(engine.stop() for engine in self.engines.values()))
+        if self._session is not None:
+            await self._session.close()
 
     def healthy(self) -> list[Engine]:
         return [e for e in self.engines.values() if e.healthy]

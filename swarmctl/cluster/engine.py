@@ -20,6 +20,7 @@ import logging
 import random
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -67,7 +68,13 @@ class EngineError(Exception):
 class Engine:
     """A Docker engine at ``addr`` (``host:port``)."""
 
-    def __init__(self, addr: str, bus: EventBus, options: EngineOptions) -> None:
+    def __init__(
+        self,
+        addr: str,
+        bus: EventBus,
+        options: EngineOptions,
+        session: Callable[[], aiohttp.ClientSession] | None = None,
+    ) -> None:
         self.addr = addr
         self.bus = bus
         self.options = options
@@ -86,6 +93,9 @@ class Engine:
         self.generation = 0
         scheme = "https" if options.ssl is not None else "http"
         self.base_url = f"{scheme}://{addr}"
+        #: The cluster's one HTTP client, shared by every engine: a thousand
+        #: engines must not mean a thousand connection pools.
+        self._shared_session = session
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -164,14 +174,18 @@ class Engine:
     # -- connections -------------------------------------------------------------
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._shared_session is not None:
+            return self._shared_session()
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=64, ssl=self.options.ssl or False, enable_cleanup_closed=True
             )
-            self._session = aiohttp.ClientSession(
-                base_url=self.base_url, connector=connector, timeout=REQUEST_TIMEOUT
-            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         return self._session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``session.request`` on this engine: ``async with engine.request("GET", "/info") as r``."""
+        return self.session.request(method, self.base_url + path, **kwargs)
 
     async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A raw connection of its own, for hijacked requests."""
@@ -184,7 +198,7 @@ class Engine:
         )
 
     async def get_json(self, path: str) -> Any:
-        async with self.session.get(path) as response:
+        async with self.request("GET", path) as response:
             if response.status != 200:
                 raise EngineError(f"GET {path}: HTTP {response.status}")
             return await response.json(content_type=None)
@@ -366,8 +380,8 @@ class Engine:
     async def _follow_events(self) -> None:
         """Apply the engine's events to the cache and pass them on, tagged with this node."""
         try:
-            async with self.session.get(
-                "/events", timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+            async with self.request(
+                "GET", "/events", timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
             ) as r:
                 if r.status != 200:
                     raise EngineError(f"GET /events: HTTP {r.status}")
