@@ -205,6 +205,25 @@ def test_session_expiry_recreates_ttl_keys_rearms_watches_and_loses_locks(
     watch.close()
 
 
+def test_expiry_of_a_ttl_session_recreates_its_keys(
+    store: ZooKeeperStore, zk_server: ZooKeeperServer
+) -> None:
+    store.put("short", b"v", ttl=3)
+    lost = store.new_lock("short-lock", ttl=3).acquire(timeout=SLACK)
+    (session,) = [s for s in store.sessions if s.timeout == 3]
+    old_id = session.current_session_id()
+    assert old_id is not None
+    expire(old_id, session.client.client_id[1], zk_server.address)
+    assert lost.wait(SLACK)
+    wait_until(lambda: session.current_session_id() not in (None, old_id), SLACK, "a new session")
+    wait_until(lambda: store.exists("short"), SLACK, "the ttl key to be re-created")
+    assert not store.exists("short-lock")
+    # It belongs to the new session: closing the store still takes it away.
+    with kvstore.new_store(store.backend, store.addrs, store.config) as other:
+        store.close()
+        wait_until(lambda: not other.exists("short"), SLACK, "the key to go with its store")
+
+
 def test_connection_drop_keeps_session_watch_and_lock(tmp_path: Path) -> None:
     """A server restart inside the session timeout: same session, ephemerals and lock kept, watch goes on."""
     with standalone(tmp_path / "zk") as server:

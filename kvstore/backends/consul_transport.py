@@ -298,7 +298,9 @@ class ConsulTransport:
                         f"consul at {endpoint}: connection lost during {what}, "
                         f"outcome unknown: {_reason(exc)}"
                     ) from None
-                last = NotReachableError(f"consul at {endpoint} not reachable ({what}): {_reason(exc)}")
+                last = NotReachableError(
+                    f"consul at {endpoint} not reachable ({what}): {_reason(exc)}{self._hint(exc)}"
+                )
             except _Unavailable as exc:
                 last = NotReachableError(f"consul at {endpoint} cannot serve {what}: {exc}")
             except consul.ConsulException as exc:
@@ -326,6 +328,15 @@ class ConsulTransport:
                 time.sleep(pause)
             if on_retry is not None:
                 on_retry()
+
+    def _hint(self, exc: BaseException) -> str:
+        """A guess at the cause when the server hung up without a word."""
+        text = repr(exc)
+        if "RemoteDisconnected" not in text and "ConnectionResetError" not in text:
+            return ""
+        if self._scheme == "https":
+            return "; the server hung up during TLS: does it accept this client certificate?"
+        return "; the server hung up without answering: does it expect https (Config.tls)?"
 
     def _advance(self, failed: int) -> None:
         if self._current == failed:

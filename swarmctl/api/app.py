@@ -13,7 +13,6 @@ from .proxy import error
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
 #: (``docker logs node1/web``), so the action names are spelled out.
-#: hold a slash (``docker logs node1/web``), so the action names are spelled out.
 CONTAINER_ACTIONS = (
     "start|stop|restart|kill|pause|unpause|rename|update|wait|resize|top|logs|stats|archive|export|changes"
 )

@@ -425,8 +425,38 @@ class ConsulTestServer:
             log("consul test server stopped")
 
 
+def send_tls_alerts() -> None:
+    """Make asyncio send the TLS alert of a failed handshake before it drops the connection.
+
+    CPython's ``asyncio.sslproto`` aborts the transport when a server-side
+    handshake fails (a client without an acceptable certificate) without
+    flushing what OpenSSL wrote meanwhile: the alert. Consul (Go) sends it
+    ("certificate required", "unknown ca"), and clients report it, so the
+    test server must send it too.
+    """
+    from asyncio import sslproto
+
+    original = sslproto.SSLProtocol._on_handshake_complete
+    if getattr(original, "sends_alerts", False):
+        return
+
+    def on_handshake_complete(self: Any, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            try:
+                alert = self._outgoing.read()
+                if alert:
+                    self._transport.write(alert)
+            except Exception as exc:  # the handshake failed anyway
+                log(f"could not send the TLS alert: {exc!r}")
+        original(self, handshake_exc)
+
+    on_handshake_complete.sends_alerts = True  # type: ignore[attr-defined]
+    sslproto.SSLProtocol._on_handshake_complete = on_handshake_complete  # type: ignore[method-assign]
+
+
 def server_tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
     """TLS that demands a client certificate signed by ``ca`` (Consul's ``verify_incoming``)."""
+    send_tls_alerts()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
     context.load_cert_chain(cert, key)
     context.verify_mode = ssl.CERT_REQUIRED

@@ -48,6 +48,8 @@ SESSION_TTL_MULTIPLIER = 2.0
 #: Default and largest ``LockDelay``.
 DEFAULT_LOCK_DELAY = 15.0
 MAX_LOCK_DELAY = 60.0
+#: Raft entries a fresh server has already applied when it starts serving.
+BOOTSTRAP_INDEX = 5
 #: Operations allowed in one transaction.
 MAX_TXN_OPS = 128
 
@@ -148,7 +150,11 @@ class State:
     node: str = "consul-test-server"
     session_ttl_min: float = 10.0
     clock: Callable[[], float] = time.monotonic
-    raft_index: int = 0
+    #: A new Consul cluster has used some Raft entries (leader election, its
+    #: node's registration) before the first KV write; the tables start empty.
+    #: Starting above 1 matters: an empty table's index reads as 1, and the
+    #: first write must be seen as newer.
+    raft_index: int = BOOTSTRAP_INDEX
     tables: dict[str, int] = field(default_factory=lambda: {"kvs": 0, "tombstones": 0, "sessions": 0})
     kv: dict[str, Entry] = field(default_factory=dict)
     tombstones: dict[str, tuple[int, float]] = field(default_factory=dict)
