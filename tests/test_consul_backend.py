@@ -237,6 +237,8 @@ def test_basic_auth_from_username_and_password(tmp_path: Path) -> None:
             assert store.get("k").value == b"v"
         with pytest.raises(KVStoreError, match="unauthorized"):
             open_store(server, password="wrong")
+        with pytest.raises(InvalidArgumentError, match="token"):
+            open_store(server, username=None)
 
 
 def test_the_environment_does_not_redirect_the_store(

@@ -249,6 +249,11 @@ class ConsulStore(Store):
         auth = None
         if self.config.username is not None:
             auth = (self.config.username, self.config.password or "")
+        elif self.config.password is not None:
+            raise InvalidArgumentError(
+                "consul: a password needs a username (HTTP basic auth); an ACL token goes in "
+                "Config.options['token']"
+            )
         self.transport = ConsulTransport(
             endpoints,
             timeout=self.config.connection_timeout,

@@ -32,6 +32,12 @@ from .consul_transport import ConsulTransport
 
 S = TypeVar("S")
 
+#: A watch's query rate once its burst is spent: changes faster than this are
+#: coalesced (the watch still ends on the latest state), rather than turning
+#: the loop into a stream of back-to-back requests.
+QUERY_RATE = 100.0
+QUERY_BURST = 10
+
 
 class IndexCursor:
     """The index the next blocking read waits past (0: read at once)."""
@@ -101,7 +107,7 @@ class BlockingLoop(Generic[S]):
         self._cursor = IndexCursor(index)
         self._wait = wait
         self._stopped = stopped
-        self._bucket = TokenBucket(rate=20.0, burst=10)
+        self._bucket = TokenBucket(rate=QUERY_RATE, burst=QUERY_BURST)
 
     def start(self, name: str) -> None:
         threading.Thread(target=self._run, name=name, daemon=True).start()
