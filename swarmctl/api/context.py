@@ -35,7 +35,7 @@ class Manager:
     name: str = field(default_factory=socket.gethostname)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
-    answers: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
+    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     def api_version(self) -> str:
         """The newest API version every healthy node speaks; the docker CLI negotiates down to it."""
@@ -44,15 +44,9 @@ class Manager:
             return DEFAULT_API_VERSION
         return min(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
 
-    def generation(self) -> tuple[int, ...]:
-        """Changes whenever any engine's cache or state changes."""
-        return (
-            len(self.cluster.engines),
-            *(
-                e.generation * 4 + ("Pending", "Healthy", "Unhealthy").index(e.state)
-                for e in self.cluster.engines.values()
-            ),
-        )
+    def generation(self) -> int:
+        """Changes whenever any engine's cache or state changes, or an engine comes or goes."""
+        return self.cluster.version
 
     def cached(self, key: str, build: Any) -> bytes:
         """``build()`` serialised, reused until the cluster changes."""

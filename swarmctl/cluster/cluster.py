@@ -32,6 +32,8 @@ class Cluster:
         self.exec_owner: dict[str, Engine] = {}
         self._stopping: set[asyncio.Future[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        #: Bumped on every change of any engine (its cache, its state) and of the set of engines.
+        self.version = 0
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP client every engine shares (made on first use, inside the event loop)."""
@@ -42,8 +44,12 @@ class Cluster:
             self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         return self._session
 
+    def _bump(self) -> None:
+        self.version += 1
+
     def set_addresses(self, addresses: list[str]) -> None:
         """Make the engines exactly those of ``addresses`` (called on every discovery change)."""
+        self._bump()
         wanted = dict.fromkeys(addresses)
         for addr in list(self.engines):
             if addr not in wanted:
@@ -56,7 +62,7 @@ class Cluster:
                 task.add_done_callback(self._stopping.discard)
         added = [addr for addr in wanted if addr not in self.engines]
         for addr in added:
-            engine = Engine(addr, self.bus, self.options, self.session)
+            engine = Engine(addr, self.bus, self.options, self.session, self._bump)
             self.engines[addr] = engine
             engine.start()
         if added:

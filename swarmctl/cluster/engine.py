@@ -74,6 +74,7 @@ class Engine:
         bus: EventBus,
         options: EngineOptions,
         session: Callable[[], aiohttp.ClientSession] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.addr = addr
         self.bus = bus
@@ -96,6 +97,7 @@ class Engine:
         #: The cluster's one HTTP client, shared by every engine: a thousand
         #: engines must not mean a thousand connection pools.
         self._shared_session = session
+        self._on_change = on_change
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -231,7 +233,9 @@ class Engine:
                     events.cancel()
                     events = None
                 self._failed(exc)
-                await self._sleep(backoff)
+                # Jittered, so that many dead nodes registered together are
+                # not all retried in the same instant.
+                await self._sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, self.options.refresh_max)
                 continue
             backoff = 1.0
@@ -249,6 +253,7 @@ class Engine:
         self.failures = 0
         if self.state != HEALTHY:
             previous, self.state = self.state, HEALTHY
+            self._changed()
             log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
             self._publish_engine_event("engine_connect")
 
@@ -257,6 +262,7 @@ class Engine:
         self.last_error = str(exc) or type(exc).__name__
         if self.state == HEALTHY and self.failures >= self.options.failure_retry:
             self.state = UNHEALTHY
+            self._changed()
             log.warning(
                 "engine %s (%s) is unhealthy after %d failures: %s",
                 self.name,
@@ -298,6 +304,8 @@ class Engine:
 
     def _changed(self) -> None:
         self.generation += 1
+        if self._on_change is not None:
+            self._on_change()
 
     async def refresh_containers(self) -> None:
         """Re-read every container; entries refreshed one by one meanwhile are newer and win."""
