@@ -93,8 +93,10 @@ def report(store: str, size: int, url: str, endpoint: str, raw: str) -> None:
     assert raw_lines == size, (raw_lines, size)
     go = GO_REFERENCE.get((store, size))
     go_text = f"   Go swarm list {go:.2f} s (ratio {wall / go:.2f})" if go else ""
-    print(f"{store:4} {size:6} nodes: swarmctl list {wall:6.3f} s, {peak:5.1f} MiB   raw client script "
-          f"{raw_wall:6.3f} s, {raw_peak:5.1f} MiB (ratio {wall / raw_wall:.2f}){go_text}")
+    print(
+        f"{store:4} {size:6} nodes: swarmctl list {wall:6.3f} s, {peak:5.1f} MiB   raw client script "
+        f"{raw_wall:6.3f} s, {raw_peak:5.1f} MiB (ratio {wall / raw_wall:.2f}){go_text}"
+    )
 
 
 def ranges() -> None:
@@ -103,8 +105,10 @@ def ranges() -> None:
     entry = "10.0.[0:255].[0:255]:2375"
     elapsed = best_of(3, lambda: expand(entry))
     naive = best_of(3, lambda: [f"10.0.{a}.{b}:2375" for a in range(256) for b in range(256)])
-    print(f"ranges: {entry} -> 65536 checked addresses in {elapsed * 1000:.0f} ms "
-          f"(unchecked f-string loop {naive * 1000:.0f} ms, ratio {elapsed / naive:.1f})")
+    print(
+        f"ranges: {entry} -> 65536 checked addresses in {elapsed * 1000:.0f} ms "
+        f"(unchecked f-string loop {naive * 1000:.0f} ms, ratio {elapsed / naive:.1f})"
+    )
 
 
 def main() -> None:
@@ -124,7 +128,9 @@ def main() -> None:
         with standalone(Path(tmp) / "zk") as zk:
             for size in sizes:
                 report("zk", size, f"zk://{zk.address}/bench", zk.address, RAW_KAZOO)
-    print(f"(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
+    print(
+        f"(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

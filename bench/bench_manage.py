@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import docker as dk  # noqa: E402
-from tests.support.process import ManagedProcess, free_port, port_open, wait_for  # noqa: E402
+from tests.support import docker as dk
+from tests.support.process import ManagedProcess, free_port, port_open, wait_for
 
 SWARMCTL = str(Path(sys.executable).with_name("swarmctl"))
 GO = {"/containers/json?all=1": 7000.0, "/info": 12800.0}
@@ -40,8 +40,9 @@ GO = {"/containers/json?all=1": 7000.0, "/info": 12800.0}
 
 def wrk(url: str, seconds: int) -> tuple[float, str, str]:
     """Requests/s, median and 99th-percentile latency from wrk."""
-    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", url], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)[1]  # type: ignore[index]
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)[1]  # type: ignore[index]
@@ -59,9 +60,19 @@ def docker_ps(host: str, runs: int = 10) -> float:
 
 def start_manager(workdir: Path, discovery_file: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
-    process = ManagedProcess(f"manage-{port}", [SWARMCTL, "--log-level", "warning", "manage", "-H",
-                                                f"tcp://127.0.0.1:{port}", f"file://{discovery_file}"],
-                             workdir).start()
+    process = ManagedProcess(
+        f"manage-{port}",
+        [
+            SWARMCTL,
+            "--log-level",
+            "warning",
+            "manage",
+            "-H",
+            f"tcp://127.0.0.1:{port}",
+            f"file://{discovery_file}",
+        ],
+        workdir,
+    ).start()
     wait_for(lambda: port_open("127.0.0.1", port), 30, "the manager")
     return process, f"127.0.0.1:{port}"
 
@@ -88,9 +99,11 @@ def compare(manager: str, engine: str, seconds: int, label: str) -> None:
     for path in GO:
         m_rps, m50, m99 = wrk(f"http://{manager}{path}", seconds)
         e_rps, e50, e99 = wrk(f"http://{engine}{path}", seconds)
-        print(f"{label:14} GET {path:24} manager {m_rps:8.0f} req/s (p50 {m50}, p99 {m99})   engine "
-              f"{e_rps:7.0f} req/s (p50 {e50}, p99 {e99})   manager/engine {m_rps / e_rps:5.1f}   "
-              f"manager/Go-swarm {m_rps / GO[path]:.2f}")
+        print(
+            f"{label:14} GET {path:24} manager {m_rps:8.0f} req/s (p50 {m50}, p99 {m99})   engine "
+            f"{e_rps:7.0f} req/s (p50 {e50}, p99 {e99})   manager/engine {m_rps / e_rps:5.1f}   "
+            f"manager/Go-swarm {m_rps / GO[path]:.2f}"
+        )
 
 
 def main() -> None:
@@ -120,11 +133,15 @@ def main() -> None:
         wait_for(lambda: healthy_nodes(addr) == 2, 60, "both nodes healthy")
         compare(addr, nodes[0].addr, args.seconds, "2 nodes")
         m_ps, e_ps = docker_ps(f"tcp://{addr}"), docker_ps(f"tcp://{nodes[0].addr}")
-        print(f"docker ps -a: manager {m_ps * 1000:.0f} ms, engine {e_ps * 1000:.0f} ms, ratio {m_ps / e_ps:.2f}")
+        print(
+            f"docker ps -a: manager {m_ps * 1000:.0f} ms, engine {e_ps * 1000:.0f} ms, ratio {m_ps / e_ps:.2f}"
+        )
         manager.stop()
 
         big = work / "many"
-        dead = [f"127.{1 + n // 65024}.{n // 254 % 256}.{n % 254 + 1}:{free_port()}" for n in range(args.dead)]
+        dead = [
+            f"127.{1 + n // 65024}.{n // 254 % 256}.{n % 254 + 1}:{free_port()}" for n in range(args.dead)
+        ]
         big.write_text("".join(f"{a}\n" for a in [*(node.addr for node in nodes), *dead]))
         manager, addr = start_manager(work, big)
         processes.append(manager)
@@ -136,8 +153,10 @@ def main() -> None:
         before = cpu_seconds(pid)
         time.sleep(10)
         cpu = (cpu_seconds(pid) - before) / 10
-        print(f"idle with {args.dead} dead + 2 live nodes: {cpu * 100:.1f}% of a core, {rss_mib(pid):.0f} MiB RSS "
-              f"(Go swarm: 50% of a core, 41 MB)")
+        print(
+            f"idle with {args.dead} dead + 2 live nodes: {cpu * 100:.1f}% of a core, {rss_mib(pid):.0f} MiB RSS "
+            f"(Go swarm: 50% of a core, 41 MB)"
+        )
     finally:
         for process in processes:
             process.stop()

@@ -64,8 +64,11 @@ def busybox_image(state: Path, addr: str) -> None:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-    subprocess.run(["docker", "-H", f"tcp://{addr}", "import", str(tar_path), "busybox:local"],
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "-H", f"tcp://{addr}", "import", str(tar_path), "busybox:local"],
+        capture_output=True,
+        check=False,
+    )
 
 
 def main() -> int:
@@ -77,8 +80,9 @@ def main() -> int:
     log = open(state / "cluster.log", "ab")  # noqa: SIM115 - shared by the children
 
     def spawn(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        child = subprocess.Popen(
+            argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs
+        )  # type: ignore[call-overload]
         children.append(child)
         return child
 
@@ -100,10 +104,17 @@ def main() -> int:
             port = free_port()
             root = Path(tempfile.mkdtemp(prefix="swarmctl-node1-", dir="/tmp"))
             scratch.append(root)
-            spawn(["unshare", "--uts", "sh", "-c",
-                   f"hostname node1 && exec dockerd --data-root {root}/data --exec-root {root}/exec "
-                   f"--pidfile {root}/pid -H unix://{root}/sock -H tcp://127.0.0.1:{port} --iptables=false "
-                   "--bridge=none --storage-driver=vfs"])
+            spawn(
+                [
+                    "unshare",
+                    "--uts",
+                    "sh",
+                    "-c",
+                    f"hostname node1 && exec dockerd --data-root {root}/data --exec-root {root}/exec "
+                    f"--pidfile {root}/pid -H unix://{root}/sock -H tcp://127.0.0.1:{port} --iptables=false "
+                    "--bridge=none --storage-driver=vfs",
+                ]
+            )
             if wait(lambda: answers(f"127.0.0.1:{port}"), 60):
                 busybox_image(state, f"127.0.0.1:{port}")
                 nodes, note = [f"127.0.0.1:{port}"], f"a dockerd started for this cluster (data in {root})"
@@ -111,12 +122,24 @@ def main() -> int:
             nodes, note = ["127.0.0.1:2375"], "no Docker engine answers there yet: start one, or set NODES"
         for node in nodes:
             spawn([SWARMCTL, "join", "--advertise", node, "--heartbeat", "5s", "--ttl", "15s", discovery])
-        spawn([SWARMCTL, "manage", "-H", f"tcp://127.0.0.1:{manager_port}", "--engine-refresh-min-interval",
-               "5s", "--engine-refresh-max-interval", "10s", discovery])
+        spawn(
+            [
+                SWARMCTL,
+                "manage",
+                "-H",
+                f"tcp://127.0.0.1:{manager_port}",
+                "--engine-refresh-min-interval",
+                "5s",
+                "--engine-refresh-max-interval",
+                "10s",
+                discovery,
+            ]
+        )
 
         def listed() -> bool:
-            result = subprocess.run([SWARMCTL, "list", "--timeout", "2s", discovery], capture_output=True,
-                                    text=True, check=False)
+            result = subprocess.run(
+                [SWARMCTL, "list", "--timeout", "2s", discovery], capture_output=True, text=True, check=False
+            )
             return len(result.stdout.split()) >= len(nodes)
 
         def manager_sees_nodes() -> bool:
@@ -130,7 +153,8 @@ def main() -> int:
         wait(listed, 30)
         wait(manager_sees_nodes, 30)
         host = f"tcp://127.0.0.1:{manager_port}"
-        print(f"""Local cluster is up.
+        print(
+            f"""Local cluster is up.
   discovery: {discovery}
   nodes:     {", ".join(nodes)}  ({note})
   manager:   {host}
@@ -140,12 +164,16 @@ Next, in another terminal:
   docker -H {host} run --rm busybox:local echo hello from the cluster
   docker -H {host} ps -a
   .venv/bin/swarmctl list {discovery}
-Logs: {state}/cluster.log. Press Ctrl-C to stop; the nodes leave the cluster.""", flush=True)
+Logs: {state}/cluster.log. Press Ctrl-C to stop; the nodes leave the cluster.""",
+            flush=True,
+        )
         while not stop and all(child.poll() is None for child in children):
             time.sleep(0.5)
         failed = [child for child in children if child.poll() not in (None, 0)]
         if failed:
-            print(f"a cluster process exited ({failed[0].args[:2]}); see {state}/cluster.log", file=sys.stderr)
+            print(
+                f"a cluster process exited ({failed[0].args[:2]}); see {state}/cluster.log", file=sys.stderr
+            )
             return 1
         return 0
     finally:

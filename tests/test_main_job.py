@@ -22,8 +22,14 @@ def test_local_cluster_comes_up_runs_a_container_and_stops(tmp_path: Path) -> No
     port = free_port()
     env = {**os.environ, "SWARMCTL_STATE": str(tmp_path / "state"), "MANAGER_PORT": str(port)}
     env.pop("NODES", None)
-    process = subprocess.Popen([str(ROOT / "scripts" / "local-cluster")], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        [str(ROOT / "scripts" / "local-cluster")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         assert process.stdout is not None
         lines: list[str] = []
@@ -38,8 +44,13 @@ def test_local_cluster_comes_up_runs_a_container_and_stops(tmp_path: Path) -> No
         text = "".join(lines)
         assert "Local cluster is up." in text, text
         assert f"docker -H tcp://127.0.0.1:{port} info" in text
-        result = subprocess.run([dk.DOCKER, "-H", f"tcp://127.0.0.1:{port}", "run", "--rm", dk.IMAGE, "echo",
-                                 "hello"], capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [dk.DOCKER, "-H", f"tcp://127.0.0.1:{port}", "run", "--rm", dk.IMAGE, "echo", "hello"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.stdout == "hello\n", result.stderr
     finally:
         os.killpg(process.pid, signal.SIGINT)

@@ -47,8 +47,14 @@ STORES = {"etcd": etcd_store, "consul": consul_store, "zk": zk_store}
 @pytest.mark.parametrize("scheme", sorted(STORES))
 def test_join_and_list_over_tls(scheme: str, tmp_path: Path) -> None:
     with STORES[scheme](tmp_path) as (url, ca, cert, key):
-        options = ["--discovery-opt", f"kv.cacertfile={ca}", "--discovery-opt", f"kv.certfile={cert}",
-                   "--discovery-opt", f"kv.keyfile={key}"]
+        options = [
+            "--discovery-opt",
+            f"kv.cacertfile={ca}",
+            "--discovery-opt",
+            f"kv.certfile={cert}",
+            "--discovery-opt",
+            f"kv.keyfile={key}",
+        ]
         join = Join(tmp_path, "127.0.0.5:2375", url, *options).start()
         try:
             wait_listed(url, {"127.0.0.5:2375"}, *options)
