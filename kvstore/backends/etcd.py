@@ -93,8 +93,10 @@ class EtcdStore(Store):
 
     Nothing is sent at construction: certificate files are read (a missing
     one is an immediate :class:`NotReachableError` naming it), and the first
-    call connects. Each call tries the members in turn for at most
-    ``connection_timeout`` seconds before raising :class:`NotReachableError`.
+    call connects. Calls go to the first address until it fails; each call
+    then tries the members in turn for at most ``connection_timeout``
+    seconds before raising :class:`NotReachableError`, and the member that
+    answered stays in use.
     """
 
     def __init__(self, addrs: Sequence[str], config: Config | None = None) -> None:
@@ -597,18 +599,19 @@ class EtcdLock(Lock):
             name=f"kvstore-etcd-lock-keeper:{self._key}",
             daemon=True,
         )
+        self._store._track(holding.stream)  # first: it refuses when the store is closed
         with self._mutex:
             self._holding = holding
         with self._store._mutex:
             self._store._locks.add(self)
-        self._store._track(holding.stream)
         holding.stream.start()
         holding.keeper.start()
 
     def _keep_alive(self, holding: _Holding) -> None:
         """Renew the lease every third of its TTL; declare the lock lost once renewal is overdue."""
         interval = holding.ttl / 3
-        next_renewal = time.monotonic() + interval
+        # Counted from the grant, not from now: the lease may have aged while we waited to win.
+        next_renewal = holding.confirmed_until - holding.ttl + interval
         while not holding.stop.wait(max(0.0, min(next_renewal, holding.confirmed_until) - time.monotonic())):
             now = time.monotonic()
             if now >= holding.confirmed_until:
