@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -71,6 +72,8 @@ from .consul_transport import (
 from .consul_watch import BlockingLoop, header_index
 
 DEFAULT_PORT = 8500
+
+_log = logging.getLogger("kvstore.consul")
 
 #: How many times an atomic write retries when only the session part failed
 #: (a lock-delay running on the key).
@@ -195,10 +198,15 @@ class _Leases:
                 if self._stopped:
                     return
                 now = time.monotonic()
-                if now >= lease.deadline:
-                    self._expire(lease)
-                elif now >= lease.next_renewal():
-                    self._renew(lease)
+                try:
+                    if now >= lease.deadline:
+                        self._expire(lease)
+                    elif now >= lease.next_renewal():
+                        self._renew(lease)
+                except Exception:  # a bug must not stop every other key's renewals
+                    _log.exception("TTL upkeep of %s failed", lease.key)
+                    with self._cond:
+                        lease.retry_at = time.monotonic() + 1.0
 
     def _expire(self, lease: _Lease) -> None:
         with self.writing:
@@ -215,7 +223,8 @@ class _Leases:
         started = time.monotonic()
         try:
             ttl = self._transport.renew_session(lease.session)
-        except KVStoreError:
+        except KVStoreError as exc:
+            _log.debug("renewing the session of %s failed (will retry): %s", lease.key, exc)
             with self._cond:
                 lease.retry_at = time.monotonic() + min(0.5, lease.session_ttl / 4)
             return

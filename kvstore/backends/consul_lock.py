@@ -18,6 +18,7 @@ session, which deletes the key in the same step.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from .consul_watch import IndexCursor, header_index
 
 if TYPE_CHECKING:
     from .consul import ConsulStore
+
+_log = logging.getLogger("kvstore.consul")
 
 #: How long a waiter pauses when the key looks free but acquiring it failed
 #: (another session's lock-delay is still running).
@@ -133,6 +136,20 @@ class ConsulLock(Lock):
 
     def _keep(self, session: str, session_ttl: float, lost: threading.Event, stop: threading.Event) -> None:
         """Renew the session and watch the key until released, or until the lock is lost."""
+        try:
+            self._hold(session, session_ttl, stop)
+        except Exception:  # a bug: nobody renews any more, so the lock is as good as lost
+            _log.exception("keeping the lock %s failed", self._key)
+        if stop.is_set():
+            return
+        with self._mutex:
+            if self._session == session:
+                self._session = None
+        lost.set()
+        self._forget(session)
+
+    def _hold(self, session: str, session_ttl: float, stop: threading.Event) -> None:
+        """Return when released (``stop``) or when the lock is lost."""
         renew_every = session_ttl / 3
         confirmed = time.monotonic()
         next_renewal = confirmed + renew_every
@@ -140,7 +157,7 @@ class ConsulLock(Lock):
         while not stop.is_set():
             now = time.monotonic()
             if now - confirmed > session_ttl:
-                break  # not renewed for a whole TTL: the server may have let it go
+                return  # not renewed for a whole TTL: the server may have let it go
             if now >= next_renewal:
                 try:
                     ttl = self._transport.renew_session(session)
@@ -148,7 +165,7 @@ class ConsulLock(Lock):
                     next_renewal = now + min(0.2, renew_every)
                     continue
                 if ttl is None:
-                    break  # the session is gone
+                    return  # the session is gone
                 confirmed = now
                 renew_every = max(ttl, session_ttl) / 3
                 next_renewal = now + renew_every
@@ -163,14 +180,7 @@ class ConsulLock(Lock):
                 return
             cursor.update(index)
             if item is None or item.get("Session") != session:
-                break  # deleted, or released and maybe taken by someone else
-        if stop.is_set():
-            return
-        with self._mutex:
-            if self._session == session:
-                self._session = None
-        lost.set()
-        self._forget(session)
+                return  # deleted, or released and maybe taken by someone else
 
     def _forget(self, session: str) -> None:
         with contextlib.suppress(KVStoreError):  # it expires by its TTL anyway
