@@ -45,9 +45,7 @@ class Manager:
         ).start()
         wait_for(lambda: port_open("127.0.0.1", self.port), 30, "the manager to listen")
 
-    def docker(
-        self, *args: str, input: bytes | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [dk.DOCKER, "-H", f"tcp://127.0.0.1:{self.port}", *args],
             input=input,
@@ -167,9 +165,7 @@ def test_spread_ps_and_names(manager: Manager, clean: None) -> None:
     for n in range(6):
         manager.ok("run", "-d", "--name", f"spread{n}", dk.IMAGE, "sleep", "300")
     names = manager.ok("ps", "--format", "{{.Names}}").split()
-    per_node = {
-        node: sum(1 for name in names if name.startswith(f"{node}/")) for node in ("node1", "node2", "node3")
-    }
+    per_node = {node: sum(1 for name in names if name.startswith(f"{node}/")) for node in ("node1", "node2", "node3")}
     assert per_node == {"node1": 2, "node2": 2, "node3": 2}, names
     assert sorted(name.split("/", 1)[1] for name in names) == [f"spread{n}" for n in range(6)]
     manager.ok("stop", "-t", "1", "spread0")
@@ -242,8 +238,7 @@ def test_errors_as_one_engine_gives_them(manager: Manager, nodes: list[dk.Docker
         assert node.docker("run", "-d", "--name", "twin", dk.IMAGE, "sleep", "300").returncode == 0
     wait_for(
         lambda: (
-            manager.ok("ps", "--filter", "name=twin", "--format", "{{.Names}}").split()
-            == ["node1/twin", "node2/twin"]
+            manager.ok("ps", "--filter", "name=twin", "--format", "{{.Names}}").split() == ["node1/twin", "node2/twin"]
             or sorted(manager.ok("ps", "--filter", "name=twin", "--format", "{{.Names}}").split())
             == ["node1/twin", "node2/twin"]
         ),
@@ -341,3 +336,81 @@ def test_manager_on_etcd_with_joined_nodes(nodes: list[dk.DockerNode], tmp_path:
         finally:
             for join in joins:
                 join.kill()
+
+
+def test_tag_rmi_and_pull(manager: Manager, clean: None) -> None:
+    manager.ok("tag", dk.IMAGE, "busybox:extra")
+    tags = manager.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert tags.count("busybox:extra") == 3, tags
+    manager.ok("rmi", "busybox:extra")
+    assert "busybox:extra" not in manager.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+    missing = manager.docker("rmi", "busybox:nowhere")
+    assert missing.returncode == 1 and "No such image: busybox:nowhere" in missing.stderr
+    # No registry is reachable here: every node reports its failure, and the pull ends.
+    pulled = manager.docker("pull", "127.0.0.1:1/nothing:1", timeout=120)
+    assert pulled.returncode != 0
+    assert "node1" in pulled.stderr + pulled.stdout or "connection refused" in pulled.stderr.lower()
+
+
+def test_tty_run(manager: Manager, clean: None) -> None:
+    """``docker run -it`` under a pseudo-terminal (``script`` provides one)."""
+    command = f"{dk.DOCKER} -H tcp://127.0.0.1:{manager.port} run -it --rm {dk.IMAGE} sh -c 'echo tty-ok; exit 4'"
+    result = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert "tty-ok" in result.stdout, result
+    assert result.returncode == 4
+
+
+def test_unix_socket(nodes: list[dk.DockerNode], cluster_file: Path, tmp_path: Path) -> None:
+    sock = Path("/tmp") / f"swarmctl-{free_port()}.sock"
+    port = free_port()
+    process = ManagedProcess(
+        "manage-unix",
+        [SWARMCTL, "manage", "-H", f"unix://{sock}", "-H", f"tcp://127.0.0.1:{port}", f"file://{cluster_file}"],
+        tmp_path,
+    ).start()
+    try:
+        wait_for(sock.exists, 30, "the unix socket")
+        wait_for(
+            lambda: (
+                "Nodes: 3"
+                in subprocess.run([dk.DOCKER, "-H", f"unix://{sock}", "info"], capture_output=True, text=True).stdout
+            ),
+            60,
+            "info via unix",
+        )
+    finally:
+        process.stop()
+        sock.unlink(missing_ok=True)
+
+
+def test_node_dying_mid_stream_ends_the_stream(manager: Manager, nodes: list[dk.DockerNode]) -> None:
+    victim = nodes[2]
+    assert (
+        victim.docker(
+            "run", "-d", "--name", "ticker", dk.IMAGE, "sh", "-c", "while true; do echo tick; sleep 0.2; done"
+        ).returncode
+        == 0
+    )
+    wait_for(lambda: "node3/ticker" in manager.ok("ps", "--format", "{{.Names}}"), 30, "the ticker listed")
+    follower = subprocess.Popen(
+        [dk.DOCKER, "-H", f"tcp://127.0.0.1:{manager.port}", "logs", "-f", "node3/ticker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None and follower.stdout.readline() == "tick\n"
+        victim.kill()
+        follower.wait(timeout=30)  # the stream ends cleanly instead of hanging
+    finally:
+        follower.kill()
+        victim.start()
+        manager.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Healthy"})
+        victim.docker("rm", "-f", "ticker")

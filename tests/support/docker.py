@@ -10,7 +10,9 @@ Debian's static busybox and imported into each node.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -121,9 +123,7 @@ class DockerNode:
         with urllib.request.urlopen(f"http://{self.addr}/_ping", timeout=2) as response:
             return bool(response.status == 200)
 
-    def docker(
-        self, *args: str, input: bytes | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[bytes]:
+    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [DOCKER, "-H", f"tcp://{self.addr}", *args],
             input=input,
@@ -142,13 +142,34 @@ class DockerNode:
             return data
 
     def kill(self) -> None:
+        """The node crashes: dockerd, its containerd and every container shim die at once.
+
+        Like a machine that reboots, its run-time state (the exec root, /run on
+        a real host) is gone too; a containerd that finds its dead shims'
+        state there never comes up again.
+        """
         if self.process is not None:
             self.process.kill()
+        self._kill_leftovers()
+        subprocess.run(["rm", "-rf", str(self.root / "exec")], check=False, capture_output=True)
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop(timeout=20)
             self.process = None
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        """Container shims live in sessions of their own; find them by the node's directory."""
+        marker = str(self.root).encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if marker in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
 
     def restart(self) -> None:
         self.stop()
