@@ -157,12 +157,8 @@ def server(address: str | None) -> Iterator[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--address", help="a Consul agent's HTTP address (host:port); default: start the test server"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", help="a Consul agent's HTTP address (host:port); default: start the test server")
     parser.add_argument("--count", type=int, default=200, help="operations per round (default 200)")
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds (default 10)")
     args = parser.parse_args()

@@ -254,9 +254,7 @@ def test_the_environment_does_not_redirect_the_store(
 
 
 # -- Consul specifics -----------------------------------------------------------------------------
-def test_writes_carry_the_flags_docker_libkv_writes(
-    store: kvstore.Store, consul_server: ConsulServer
-) -> None:
+def test_writes_carry_the_flags_docker_libkv_writes(store: kvstore.Store, consul_server: ConsulServer) -> None:
     """Swarm's own managers (Consul's Go lock) refuse a lock key with other flags."""
     store.put("flags/plain", b"v")
     store.put("flags/ttl", b"v", ttl=30)
@@ -300,9 +298,7 @@ def test_a_ttl_key_taken_over_by_another_writer_is_theirs(consul_server: ConsulS
         assert b.get("takeover/k").value == b"b"
 
 
-def test_lock_lost_when_an_operator_destroys_its_session(
-    store: kvstore.Store, consul_server: ConsulServer
-) -> None:
+def test_lock_lost_when_an_operator_destroys_its_session(store: kvstore.Store, consul_server: ConsulServer) -> None:
     lost = store.new_lock("op/lock", value=b"me", ttl=10).acquire(timeout=SLACK)
     session = raw_entry(consul_server, "op/lock")["Session"]
     requests.put(f"{consul_server.base_url}/session/destroy/{session}", timeout=10)
@@ -320,9 +316,7 @@ def test_lock_lost_when_someone_else_releases_it(store: kvstore.Store, consul_se
     assert store.new_lock("rel/lock").acquire(timeout=SLACK)
 
 
-def test_lock_taken_from_a_key_released_the_go_client_way(
-    store: kvstore.Store, consul_server: ConsulServer
-) -> None:
+def test_lock_taken_from_a_key_released_the_go_client_way(store: kvstore.Store, consul_server: ConsulServer) -> None:
     """Consul's Go lock (Swarm's) leaves the key behind with no Session when released: that is free."""
     requests.put(
         f"{consul_server.base_url}/kv/go/lock",

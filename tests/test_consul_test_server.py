@@ -484,9 +484,7 @@ def test_lock_delay_after_invalidation(api: Api) -> None:
     api.put(api.kv("ld"), b"v", acquire=holder)
     api.put(f"session/destroy/{holder}")
     assert api.put(api.kv("ld"), b"w", acquire=other).json() is False  # within the lock-delay
-    wait_for(
-        lambda: api.put(api.kv("ld"), b"w", acquire=other).json() is True, 1 + SLACK, "the lock-delay to end"
-    )
+    wait_for(lambda: api.put(api.kv("ld"), b"w", acquire=other).json() is True, 1 + SLACK, "the lock-delay to end")
 
 
 # -- /v1/status ----------------------------------------------------------------------------------------------
@@ -502,13 +500,8 @@ def test_acl_token(tmp_path: Path) -> None:
         api = Api(server)
         assert api.get("status/leader").status_code == 200  # no ACL required
         assert api.put(api.kv("k"), b"v").status_code == 403
-        assert (
-            api.http.put(api.url(api.kv("k")), data=b"v", headers={"X-Consul-Token": "wrong"}).status_code
-            == 403
-        )
-        assert (
-            api.http.put(api.url(api.kv("k")), data=b"v", headers={"X-Consul-Token": "s3cret"}).json() is True
-        )
+        assert api.http.put(api.url(api.kv("k")), data=b"v", headers={"X-Consul-Token": "wrong"}).status_code == 403
+        assert api.http.put(api.url(api.kv("k")), data=b"v", headers={"X-Consul-Token": "s3cret"}).json() is True
         bearer = api.http.get(api.url(api.kv("k")), headers={"Authorization": "Bearer s3cret"}, timeout=30)
         assert bearer.status_code == 200
         assert api.get(api.kv("k"), token="s3cret").status_code == 200

@@ -251,17 +251,14 @@ class ConsulStore(Store):
         self.lock_delay = options.get("lock_delay", "0s")
         consistency = options.get("consistency", "default")
         if consistency not in ("default", "consistent", "stale"):
-            raise InvalidArgumentError(
-                f"consul option consistency={consistency!r}: default, consistent or stale"
-            )
+            raise InvalidArgumentError(f"consul option consistency={consistency!r}: default, consistent or stale")
         verify, cert = _tls_files(self.config)
         auth = None
         if self.config.username is not None:
             auth = (self.config.username, self.config.password or "")
         elif self.config.password is not None:
             raise InvalidArgumentError(
-                "consul: a password needs a username (HTTP basic auth); an ACL token goes in "
-                "Config.options['token']"
+                "consul: a password needs a username (HTTP basic auth); an ACL token goes in Config.options['token']"
             )
         self.transport = ConsulTransport(
             endpoints,
@@ -296,9 +293,7 @@ class ConsulStore(Store):
 
     def _pair(self, item: dict[str, Any]) -> KVPair:
         value = item.get("Value")
-        return KVPair(
-            keys.strip_prefix(self.prefix, item["Key"]), bytes(value or b""), int(item["ModifyIndex"])
-        )
+        return KVPair(keys.strip_prefix(self.prefix, item["Key"]), bytes(value or b""), int(item["ModifyIndex"]))
 
     def _pairs(self, items: list[dict[str, Any]] | None) -> list[KVPair]:
         """Listed entries as pairs: folder markers (``a/``) left out, sorted by key."""
@@ -310,9 +305,7 @@ class ConsulStore(Store):
         return cast("dict[str, Any] | None", item)
 
     def _plain_put(self, full: str, value: bytes) -> None:
-        ok = self.transport.call(
-            f"put {full}", lambda client: client.kv.put(full, value, flags=LOCK_FLAG_VALUE)
-        )
+        ok = self.transport.call(f"put {full}", lambda client: client.kv.put(full, value, flags=LOCK_FLAG_VALUE))
         if not ok:
             raise KVStoreError(f"consul refused to write {full!r}")
 
@@ -448,9 +441,7 @@ class ConsulStore(Store):
 
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
         below = self._below(directory)
-        index, items = self.transport.call(
-            f"watch {below}*", lambda client: client.kv.get(below, recurse=True)
-        )
+        index, items = self.transport.call(f"watch {below}*", lambda client: client.kv.get(below, recurse=True))
         last = self._pairs(items)
         watch, stopped = self._new_watch()
         watch.emit(last)
@@ -513,9 +504,7 @@ class ConsulStore(Store):
                 raise
             written = results[-1]["KV"]
             if session is not None and ttl is not None:
-                self._leases.forget(
-                    self._leases.set(_Lease(full, session, session_ttl, started + ttl, started))
-                )
+                self._leases.forget(self._leases.set(_Lease(full, session, session_ttl, started + ttl, started)))
             elif lease is not None:
                 self._leases.forget(self._leases.pop(full))
         return KVPair(keys.strip_prefix(self.prefix, full), value, int(written["ModifyIndex"]))

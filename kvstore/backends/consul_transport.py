@@ -108,9 +108,7 @@ class _PerThreadHTTP(consul.std.HTTPClient):  # type: ignore[misc]
     shared between threads, and each call sets its own timeout.
     """
 
-    def __init__(
-        self, host: str, port: int, scheme: str, verify: bool | str, cert: tuple[str, str] | None
-    ) -> None:
+    def __init__(self, host: str, port: int, scheme: str, verify: bool | str, cert: tuple[str, str] | None) -> None:
         self._local = threading.local()
         self._sessions: weakref.WeakSet[requests.Session] = weakref.WeakSet()
         self._sessions_lock = threading.Lock()
@@ -295,8 +293,7 @@ class ConsulTransport:
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 if not idempotent and not _never_sent(exc):
                     raise NotReachableError(
-                        f"consul at {endpoint}: connection lost during {what}, "
-                        f"outcome unknown: {_reason(exc)}"
+                        f"consul at {endpoint}: connection lost during {what}, outcome unknown: {_reason(exc)}"
                     ) from None
                 last = NotReachableError(
                     f"consul at {endpoint} not reachable ({what}): {_reason(exc)}{self._hint(exc)}"
@@ -346,9 +343,7 @@ class ConsulTransport:
     def _status_error(exc: Exception, what: str, endpoint: Endpoint) -> KVStoreError:
         body = str(exc).strip() or type(exc).__name__
         if isinstance(exc, consul.ACLPermissionDenied):
-            return KVStoreError(
-                f"consul at {endpoint}: permission denied for {what} (check the ACL token): {body}"
-            )
+            return KVStoreError(f"consul at {endpoint}: permission denied for {what} (check the ACL token): {body}")
         if isinstance(exc, consul.ACLDisabled):
             return KVStoreError(
                 f"consul at {endpoint}: {what} was refused as unauthorized (check username/password): {body}"
@@ -371,9 +366,7 @@ class ConsulTransport:
 
         self.call("status/leader", leader)
 
-    def txn(
-        self, what: str, ops: list[dict[str, Any]]
-    ) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
+    def txn(self, what: str, ops: list[dict[str, Any]]) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
         """``PUT /v1/txn``: ``(committed, results, errors)``, 409 (rolled back) included."""
 
         def send(client: Any) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -406,9 +399,7 @@ class ConsulTransport:
         """A new session with that TTL (raised to the servers' floor): ``(id, ttl used)``."""
         for _ in range(2):
             ttl = min(max(ttl, self.session_ttl_min), CONSUL_SESSION_TTL_MAX)
-            body = json.dumps(
-                {"Name": name, "Behavior": behavior, "TTL": format_seconds(ttl), "LockDelay": lock_delay}
-            )
+            body = json.dumps({"Name": name, "Behavior": behavior, "TTL": format_seconds(ttl), "LockDelay": lock_delay})
 
             def create(client: Any, body: str = body) -> str:
                 return cast(

@@ -23,9 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.consul_test_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument(
-        "--tls", nargs=3, metavar=("CERT", "KEY", "CA"), help="serve https, demand client certs"
-    )
+    parser.add_argument("--tls", nargs=3, metavar=("CERT", "KEY", "CA"), help="serve https, demand client certs")
     parser.add_argument("--data", type=Path, help="keep the state in this file across restarts")
     parser.add_argument(
         "--session-ttl-min", type=_duration, default=10.0, help="Consul's session_ttl_min (default 10s)"
@@ -34,9 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         "--tombstone-ttl", type=_duration, default=DEFAULT_TOMBSTONE_TTL, help="reap tombstones after this"
     )
     parser.add_argument("--acl-token", help="demand this token for /v1/kv, /v1/txn and /v1/session")
-    parser.add_argument(
-        "--basic-auth", metavar="USER:PASSWORD", help="demand HTTP basic auth, as a proxy would"
-    )
+    parser.add_argument("--basic-auth", metavar="USER:PASSWORD", help="demand HTTP basic auth, as a proxy would")
     parser.add_argument("--node", default="consul-test-server", help="the node name sessions belong to")
     args = parser.parse_args(argv)
 
@@ -57,10 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(signum, stop.set)
         await server.serve(args.host, args.port, context, stop)
 
-    log(
-        f"starting: session_ttl_min={args.session_ttl_min}s "
-        f"tombstone_ttl={args.tombstone_ttl}s data={args.data}"
-    )
+    log(f"starting: session_ttl_min={args.session_ttl_min}s tombstone_ttl={args.tombstone_ttl}s data={args.data}")
     asyncio.run(run())
 
 

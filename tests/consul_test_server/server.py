@@ -150,10 +150,7 @@ class ConsulTestServer:
     def load(self) -> None:
         if self.data_file is not None and self.data_file.exists():
             self.state.load(json.loads(self.data_file.read_text()))
-            log(
-                f"loaded {len(self.state.kv)} keys, {len(self.state.sessions)} sessions, "
-                f"index {self.state.raft_index}"
-            )
+            log(f"loaded {len(self.state.kv)} keys, {len(self.state.sessions)} sessions, index {self.state.raft_index}")
 
     def _arm(self, session: Session) -> None:
         """(Re)start a session's TTL timer: invalidation after twice the TTL, as Consul does."""
@@ -163,9 +160,7 @@ class ConsulTestServer:
         if old is not None:
             old.cancel()
         loop = asyncio.get_running_loop()
-        self._timers[session.id] = loop.call_later(
-            session.ttl * SESSION_TTL_MULTIPLIER, self._expire, session.id
-        )
+        self._timers[session.id] = loop.call_later(session.ttl * SESSION_TTL_MULTIPLIER, self._expire, session.id)
 
     def _expire(self, session_id: str) -> None:
         self._timers.pop(session_id, None)
@@ -317,9 +312,7 @@ class ConsulTestServer:
             if not entries:
                 return web.Response(status=404, headers=self._headers(index))
             return _json([e.to_json() for e in entries], headers=self._headers(index))
-        index, entry = await self._blocking(
-            request, lambda: self.state.get(key), key_matches=lambda k: k == key
-        )
+        index, entry = await self._blocking(request, lambda: self.state.get(key), key_matches=lambda k: k == key)
         if entry is None:
             return web.Response(status=404, headers=self._headers(index))
         if "raw" in query:
@@ -379,9 +372,7 @@ class ConsulTestServer:
 
     async def session_list(self, request: web.Request) -> web.StreamResponse:
         self._method(request, "GET")
-        index, found = await self._blocking(
-            request, lambda: self.state.session_list(), session_matches=lambda s: True
-        )
+        index, found = await self._blocking(request, lambda: self.state.session_list(), session_matches=lambda s: True)
         return _json([s.to_json() for s in found], headers=self._headers(index))
 
     async def session_node(self, request: web.Request) -> web.StreamResponse:
@@ -402,9 +393,7 @@ class ConsulTestServer:
         return _json([self.advertise])
 
     # -- running ------------------------------------------------------------------------------------------
-    async def serve(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None, stop: asyncio.Event
-    ) -> None:
+    async def serve(self, host: str, port: int, ssl_context: ssl.SSLContext | None, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; sessions loaded from the data file get fresh TTL timers."""
         self.load()
         for session in self.state.sessions.values():

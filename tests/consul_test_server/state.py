@@ -335,9 +335,7 @@ class State:
         if not isinstance(payload, list):
             raise ConsulError(400, "Failed to parse body: expected a JSON array of operations")
         if len(payload) > MAX_TXN_OPS:
-            raise ConsulError(
-                413, f"Transaction contains too many operations ({len(payload)} > {MAX_TXN_OPS})"
-            )
+            raise ConsulError(413, f"Transaction contains too many operations ({len(payload)} > {MAX_TXN_OPS})")
         ops: list[TxnOp] = []
         for number, raw in enumerate(payload):
             if not isinstance(raw, dict) or len(raw) != 1:
@@ -352,9 +350,7 @@ class State:
             try:
                 value = base64.b64decode(fields.get("value") or "", validate=True)
             except ValueError:
-                raise ConsulError(
-                    400, f"Failed to parse body: operation {number}: bad base64 value"
-                ) from None
+                raise ConsulError(400, f"Failed to parse body: operation {number}: bad base64 value") from None
             if len(value) > MAX_VALUE_SIZE:
                 raise ConsulError(413, f"Value for key {fields.get('key')!r} is too large")
             ops.append(
@@ -414,8 +410,7 @@ class State:
             if found.modify_index != op.index:
                 raise ConsulError(
                     409,
-                    f'failed index check for key "{key}", '
-                    f"current modify index {found.modify_index} != {op.index}",
+                    f'failed index check for key "{key}", current modify index {found.modify_index} != {op.index}',
                 )
             return out(found)
         if op.verb == "check-session":
@@ -451,9 +446,7 @@ class State:
         if op.verb == "unlock":
             written = self._unlock(index, entry)
             if written is None:
-                raise ConsulError(
-                    409, f'failed to unlock key "{key}", lock isn\'t held, or is held by another session'
-                )
+                raise ConsulError(409, f'failed to unlock key "{key}", lock isn\'t held, or is held by another session')
             return out(written)
         if op.verb == "delete":
             self._delete(index, key)
@@ -587,10 +580,7 @@ class State:
         return {
             "raft_index": self.raft_index,
             "tables": self.tables,
-            "kv": [
-                dataclasses.asdict(e) | {"value": base64.b64encode(e.value).decode()}
-                for e in self.kv.values()
-            ],
+            "kv": [dataclasses.asdict(e) | {"value": base64.b64encode(e.value).decode()} for e in self.kv.values()],
             "tombstones": {k: index for k, (index, _) in self.tombstones.items()},
             "sessions": [dataclasses.asdict(s) for s in self.sessions.values()],
         }

@@ -130,9 +130,7 @@ class ConsulServer:
     def start(self) -> ConsulServer:
         """Start (or restart, on the same port) and wait until it accepts connections."""
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        self.process = ManagedProcess(
-            "consul-test-server", self.argv(), self.workdir, env={"PYTHONPATH": path}
-        )
+        self.process = ManagedProcess("consul-test-server", self.argv(), self.workdir, env={"PYTHONPATH": path})
         self.process.start()
 
         def ready() -> bool:
