@@ -281,7 +281,7 @@ def manage(
                 source,
                 options,
                 strategy.value,
-                ["health", "port", "containerslots", "dependency", "affinity", "constraint"],
+                ["health"],
             )
         )
     finally:

@@ -136,7 +136,7 @@ def test_info_and_version(manager: Manager) -> None:
     out = manager.ok("info")
     assert " Nodes: 3" in out
     assert out.count("└ Status: Healthy") == 3
-    assert "Strategy: spread" in out and "Filters:" in out
+    assert "Strategy: spread" in out and "Filters: health" in out
     assert "zone=z1" in out and "storagedriver=vfs" in out
     version = manager.ok("version")
     assert "swarm/" in version and "API version:" in version

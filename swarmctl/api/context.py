@@ -21,17 +21,8 @@ class Manager:
 
     cluster: Cluster
     strategy: str = "spread"
-    filters: list[str] = field(
-        default_factory=lambda: [
-            "health",
-            "port",
-            "containerslots",
-            "dependency",
-            "affinity",
-            "constraint",
-            "whitelist",
-        ]
-    )
+    #: Only what the scheduler applies: new containers go to Healthy nodes only.
+    filters: list[str] = field(default_factory=lambda: ["health"])
     name: str = field(default_factory=socket.gethostname)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
