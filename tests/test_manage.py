@@ -414,3 +414,30 @@ def test_node_dying_mid_stream_ends_the_stream(manager: Manager, nodes: list[dk.
         victim.start()
         manager.wait_nodes({"node1": "Healthy", "node2": "Healthy", "node3": "Healthy"})
         victim.docker("rm", "-f", "ticker")
+
+
+def test_cp_diff_export_pause_rename(manager: Manager, clean: None, tmp_path: Path) -> None:
+    manager.ok("run", "-d", "--name", "files", dk.IMAGE, "sh", "-c", "echo inside > /tmp/made; sleep 300")
+    wait_for(lambda: manager.docker("exec", "files", "cat", "/tmp/made").stdout == "inside\n", 30, "the file")
+    manager.ok("cp", "files:/tmp/made", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_text() == "inside\n"
+    (tmp_path / "in").write_text("from outside\n")
+    manager.ok("cp", str(tmp_path / "in"), "files:/tmp/in")
+    assert manager.ok("exec", "files", "cat", "/tmp/in") == "from outside\n"
+    assert "A /tmp/made" in manager.ok("diff", "files")
+    exported = subprocess.run(
+        [dk.DOCKER, "-H", f"tcp://127.0.0.1:{manager.port}", "export", "files"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+        assert "bin/busybox" in tar.getnames()
+    manager.ok("pause", "files")
+    assert manager.ok("inspect", "-f", "{{.State.Status}}", "files").strip() == "paused"
+    manager.ok("unpause", "files")
+    manager.ok("rename", "files", "renamed")
+    assert "renamed" in manager.ok("ps", "--format", "{{.Names}}")
