@@ -16,12 +16,17 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from . import __version__
 from .errors import SwarmctlError
+
+if TYPE_CHECKING:  # the commands import what they need when they run: `list` stays fast
+    import kvstore
+
+    from .discovery.base import Discovery
 
 log = logging.getLogger("swarmctl")
 
@@ -234,9 +239,7 @@ def manage(
             help="Listen on tcp://IP:PORT or unix:///path; repeatable.",
         ),
     ] = ["tcp://127.0.0.1:2375"],  # noqa: B006
-    strategy: Annotated[
-        Strategy, typer.Option(help="Placement strategy for new containers.")
-    ] = Strategy.spread,
+    strategy: Annotated[Strategy, typer.Option(help="Placement strategy for new containers.")] = Strategy.spread,
     heartbeat: Annotated[
         str, typer.Option(metavar="DURATION", help="How often polled discovery (file, token) is re-read.")
     ] = "60s",
@@ -250,6 +253,34 @@ def manage(
         str, typer.Option(metavar="DURATION", help="Longest time between full refreshes of a node.")
     ] = "60s",
     discovery_opt: DiscoveryOpts = [],  # noqa: B006
+    replication: Annotated[
+        bool, typer.Option("--replication", help="Take part in primary election (kv discovery only).")
+    ] = False,
+    advertise: Annotated[
+        str,
+        typer.Option(
+            "--advertise",
+            "--addr",
+            envvar="SWARM_ADVERTISE",
+            metavar="HOST:PORT",
+            show_default=False,
+            help="This manager's address for the other managers (with --replication).",
+        ),
+    ] = "",
+    replication_ttl: Annotated[
+        str, typer.Option(metavar="DURATION", help="A dead primary is replaced within this.")
+    ] = "20s",
+    tls: Annotated[bool, typer.Option("--tls", help="Serve TLS (--tlscert, --tlskey).")] = False,
+    tlsverify: Annotated[
+        bool, typer.Option("--tlsverify", help="Serve TLS and require client certificates signed by --tlscacert.")
+    ] = False,
+    tlscacert: Annotated[
+        str, typer.Option(metavar="FILE", show_default=False, help="CA for clients and engines [~/.docker/ca.pem].")
+    ] = "",
+    tlscert: Annotated[
+        str, typer.Option(metavar="FILE", show_default=False, help="Our certificate [~/.docker/cert.pem].")
+    ] = "",
+    tlskey: Annotated[str, typer.Option(metavar="FILE", show_default=False, help="Our key [~/.docker/key.pem].")] = "",
 ) -> None:
     """Serve the Docker Engine API for the whole cluster: docker -H tcp://IP:PORT info/run/ps/logs work."""
     import asyncio
@@ -258,7 +289,8 @@ def manage(
     from .discovery import new_discovery, parse_options
     from .durations import parse_duration
     from .listen import parse_listen
-    from .manage import run_manager
+    from .manage import ManagerSettings, run_manager
+    from .tls import client_context, server_context, tls_files
 
     listens = [parse_listen(h) for h in host]
     poll = parse_duration(heartbeat, "--heartbeat")
@@ -271,21 +303,46 @@ def manage(
     source = new_discovery(discovery, parse_options(discovery_opt), timeout=10.0)
     if source.poll_interval > poll or type(source).__name__ == "TokenDiscovery":
         source.poll_interval = poll
+    files = tls_files(tls, tlsverify, tlscacert, tlscert, tlskey)
     options = EngineOptions(
-        failure_retry=engine_failure_retry, refresh_min=refresh_min, refresh_max=refresh_max
+        failure_retry=engine_failure_retry,
+        refresh_min=refresh_min,
+        refresh_max=refresh_max,
+        ssl=client_context(files) if files else None,
+    )
+    settings = ManagerSettings(
+        listens=listens,
+        options=options,
+        strategy=strategy.value,
+        filters=["health"],
+        server_ssl=server_context(files) if files else None,
+        replication=_replication(source, replication, advertise, replication_ttl),
     )
     try:
-        asyncio.run(
-            run_manager(
-                listens,
-                source,
-                options,
-                strategy.value,
-                ["health"],
-            )
-        )
+        asyncio.run(run_manager(settings, source))
     finally:
         source.close()
+
+
+def _replication(
+    source: Discovery, enabled: bool, advertise: str, ttl_text: str
+) -> tuple[str, kvstore.Config, str, float] | None:
+    """Check ``--replication``'s companions; the election's store is the discovery's."""
+    from .discovery.entry import check_address
+    from .discovery.kv import KVDiscovery
+    from .durations import parse_duration
+
+    if not enabled:
+        return None
+    if not advertise:
+        raise SwarmctlError("--replication needs --advertise HOST:PORT (this manager's address)")
+    address = check_address(advertise.strip())
+    ttl = parse_duration(ttl_text, "--replication-ttl")
+    if ttl < 2:
+        raise SwarmctlError("--replication-ttl must be at least 2s")
+    if not isinstance(source, KVDiscovery):
+        raise SwarmctlError(f"--replication needs kv discovery (etcd, consul, zk, sqlite), not {source.url}")
+    return source.store_url, source.config, address, ttl
 
 
 def _default_token_store() -> str:
@@ -318,9 +375,7 @@ def token_server(
     tlscert: Annotated[
         str, typer.Option(help="Serve HTTPS with this certificate (PEM).", show_default=False, metavar="FILE")
     ] = "",
-    tlskey: Annotated[
-        str, typer.Option(help="The certificate's key (PEM).", show_default=False, metavar="FILE")
-    ] = "",
+    tlskey: Annotated[str, typer.Option(help="The certificate's key (PEM).", show_default=False, metavar="FILE")] = "",
 ) -> None:
     """Serve the hosted discovery API (POST/GET/DELETE /clusters/<id>) for token:// clusters."""
     import kvstore

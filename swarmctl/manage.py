@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import threading
+from dataclasses import dataclass, field
 
 from aiohttp import web
+
+import kvstore
 
 from .api.app import make_app
 from .api.context import Manager
@@ -17,6 +21,7 @@ from .cluster.engine import EngineOptions
 from .discovery.base import Discovery
 from .errors import SwarmctlError
 from .listen import ListenAddress
+from .replication import Election, Role
 
 log = logging.getLogger("swarmctl.manage")
 
@@ -30,26 +35,55 @@ def _follow_discovery(
         loop.call_soon_threadsafe(cluster.set_addresses, nodes)
 
 
-async def run_manager(
-    listens: list[ListenAddress],
-    discovery: Discovery,
-    options: EngineOptions,
-    strategy: str,
-    filters: list[str],
-) -> None:
+@dataclass(frozen=True)
+class ManagerSettings:
+    """Everything ``manage`` was asked for, checked by the CLI."""
+
+    listens: list[ListenAddress]
+    options: EngineOptions
+    strategy: str = "spread"
+    filters: list[str] = field(default_factory=lambda: ["health"])
+    #: TLS on our own API (``--tls``/``--tlsverify``); None for plain HTTP.
+    server_ssl: ssl.SSLContext | None = None
+    #: ``(store URL, store config, advertised address, TTL)`` with ``--replication``.
+    replication: tuple[str, kvstore.Config, str, float] | None = None
+
+
+def _set_role(manager: Manager, role: Role) -> None:
+    was = manager.role
+    manager.role = role
+    if role.primary and not was.primary:
+        log.info("this manager is now the primary")
+    elif not role.primary and role.leader and role.leader != was.leader:
+        log.info("this manager is a replica of %s", role.leader)
+
+
+async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
     """Serve until SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
-    cluster = Cluster(options)
-    manager = Manager(cluster, strategy=strategy, filters=filters)
+    cluster = Cluster(settings.options)
+    manager = Manager(cluster, strategy=settings.strategy, filters=settings.filters, peer_ssl=settings.options.ssl)
+    election: Election | None = None
+    if settings.replication is not None:
+        store_url, config, advertise, ttl = settings.replication
+        manager.replicated, manager.advertise = True, advertise
+        manager.role = Role(False, None)
+
+        def on_change(role: Role) -> None:
+            loop.call_soon_threadsafe(_set_role, manager, role)
+
+        election = Election(store_url, config, advertise, ttl, on_change)
     runner = web.AppRunner(make_app(manager), handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
-        for listen in listens:
+        for listen in settings.listens:
             try:
                 if listen.scheme == "unix":
-                    site: web.BaseSite = web.UnixSite(runner, listen.path)
+                    site: web.BaseSite = web.UnixSite(runner, listen.path, ssl_context=settings.server_ssl)
                 else:
-                    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+                    site = web.TCPSite(
+                        runner, listen.host, listen.port, reuse_address=True, ssl_context=settings.server_ssl
+                    )
                 await site.start()
             except OSError as exc:
                 raise SwarmctlError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
@@ -65,10 +99,14 @@ async def run_manager(
             daemon=True,
         )
         follower.start()
+        if election is not None:
+            election.start()
         await stopping.wait()
         log.info("stopping")
         stop_discovery.set()
     finally:
+        if election is not None:
+            await loop.run_in_executor(None, election.close)
         with contextlib.suppress(Exception):
             await cluster.close()
         await runner.cleanup()

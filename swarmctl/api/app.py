@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 
 from .. import __version__
+from ..replication import PrimaryPeer
 from . import containers, images, system
 from .context import MANAGER, Manager, manager_of
-from .proxy import error
+from .proxy import error, forward, hijack
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
 #: (``docker logs node1/web``), so the action names are spelled out.
@@ -62,6 +65,35 @@ async def docker_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return error(500, f"swarmctl: {type(exc).__name__}: {exc}")
 
 
+@web.middleware
+async def replica_forwards(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On a replica, every request goes to the primary, streams and hijacked connections included."""
+    manager = manager_of(request)
+    if not manager.replicated or manager.role.primary or request.path.endswith("/_ping"):
+        return await handler(request)
+    leader = manager.role.leader
+    if not leader or leader == manager.advertise:
+        return error(503, "no primary manager is elected yet; try again in a moment")
+    peer = PrimaryPeer(leader, manager.cluster.session, manager.peer_ssl)
+    if re.fullmatch(r"(/v[0-9.]+)?/info", request.path):
+        return await _replica_info(manager, peer, request)
+    if request.headers.get("Upgrade", "").lower() == "tcp":
+        return await hijack(request, peer)
+    return await forward(request, peer)
+
+
+async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Request) -> web.StreamResponse:
+    """The primary's ``/info``, saying that this manager is a replica and who the primary is."""
+    try:
+        async with peer.request("GET", request.rel_url.raw_path_qs) as upstream:
+            info = await upstream.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return error(500, f"cannot reach the primary manager {peer.addr}: {exc}")
+    status = [pair for pair in info.get("SystemStatus") or [] if pair[0] not in ("Role", "Primary")]
+    info["SystemStatus"] = [["Role", "replica"], ["Primary", peer.addr], *status]
+    return web.json_response(info)
+
+
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Api-Version"] = manager_of(request).api_version()
     response.headers["Server"] = f"swarmctl/{__version__}"
@@ -70,7 +102,7 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def make_app(manager: Manager) -> web.Application:
-    app = web.Application(middlewares=[docker_errors], client_max_size=1 << 30)
+    app = web.Application(middlewares=[docker_errors, replica_forwards], client_max_size=1 << 30)
     app[MANAGER] = manager
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

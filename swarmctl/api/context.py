@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.cluster import Cluster
+from ..replication import Role
 
 DEFAULT_API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
@@ -25,6 +27,12 @@ class Manager:
     filters: list[str] = field(default_factory=lambda: ["health"])
     name: str = field(default_factory=socket.gethostname)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Replication: whether this manager takes part, and its current role.
+    replicated: bool = False
+    role: Role = field(default_factory=lambda: Role(True, None))
+    advertise: str = ""
+    #: TLS used to reach the primary (the same client identity as towards the engines).
+    peer_ssl: ssl.SSLContext | None = None
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
     answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 

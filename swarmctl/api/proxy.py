@@ -13,13 +13,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from ..cluster.engine import Engine
+
+class Upstream(Protocol):
+    """Where a request is relayed: a node's engine, or (from a replica) the primary manager."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def addr(self) -> str: ...
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any: ...
+
+    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
+
+    def report_failure(self, exc: BaseException) -> None: ...
 
 #: Request headers not passed on: hop-by-hop, or recomputed by aiohttp.
 _DROP_REQUEST = {
@@ -61,7 +74,7 @@ def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
 
 async def forward(
     request: web.Request,
-    engine: Engine,
+    engine: Upstream,
     path_qs: str | None = None,
     *,
     body: bytes | None = None,
@@ -108,7 +121,7 @@ async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.S
     return response
 
 
-async def hijack(request: web.Request, engine: Engine, path_qs: str | None = None) -> web.StreamResponse:
+async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = None) -> web.StreamResponse:
     """Relay an ``Upgrade: tcp`` request (attach, exec start) as a raw byte pipe.
 
     The request goes to the engine on a connection of its own; if the engine

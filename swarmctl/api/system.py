@@ -59,8 +59,11 @@ def _bytes(n: float) -> str:
 def build_info(manager: Manager) -> dict[str, Any]:
     """Swarm's ``/info``: cluster totals, and each node in ``SystemStatus`` (as Swarm 1.2.9 wrote it)."""
     engines = sorted(manager.cluster.engines.values(), key=lambda e: (e.name, e.addr))
+    role = [["Role", "primary"]]
+    if manager.replicated and not manager.role.primary:
+        role = [["Role", "replica"], ["Primary", manager.role.leader or ""]]
     status: list[list[str]] = [
-        ["Role", "primary"],
+        *role,
         ["Strategy", manager.strategy],
         ["Filters", ", ".join(manager.filters)],
         ["Nodes", str(len(engines))],
