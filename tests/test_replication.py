@@ -22,7 +22,7 @@ TTL = "3s"
 class Replica(Manager):
     """A manager with ``--replication --advertise`` its own address."""
 
-    def __init__(self, workdir: Path, discovery: str) -> None:  # noqa: D107 - mirrors Manager
+    def __init__(self, workdir: Path, discovery: str) -> None:
         self.port = free_port()
         self.process = ManagedProcess(
             f"manage-{self.port}",
