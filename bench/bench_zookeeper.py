@@ -161,9 +161,7 @@ def zookeeper(address: str | None) -> Iterator[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", help="a ZooKeeper to use (host:port); default: start one")
     parser.add_argument("--count", type=int, default=300, help="operations per round (default 300)")
     parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
@@ -185,9 +183,7 @@ def main() -> int:
             sample(lambda: client.get("/bench/k"), 300)  # warm up both paths
             sample(lambda: store.get("bench/k"), 300)
 
-            print(
-                f"ZooKeeper at {address}; {args.rounds} rounds x {args.count} ops; latencies in microseconds"
-            )
+            print(f"ZooKeeper at {address}; {args.rounds} rounds x {args.count} ops; latencies in microseconds")
             print(f"{'':<15} {'raw kazoo':>19}   {'kvstore':>19}   ratio (kvstore/raw, medians)")
             print(f"{'':<15} {'median':>9} {'p99':>9}   {'median':>9} {'p99':>9}")
             ratios = []

@@ -123,9 +123,11 @@ def test_ttl_keys_cannot_have_children(store: ZooKeeperStore) -> None:
     store.put("eph", b"v", ttl=5)
     with pytest.raises(kvstore.CallNotSupportedError):
         store.put("eph/child", b"v")
+    store.put("dir", b"original")
     store.put("dir/child", b"v")
     with pytest.raises(kvstore.CallNotSupportedError):
         store.put("dir", b"v", ttl=5)
+    assert store.get("dir").value == b"original"  # refused untouched
 
 
 def test_list_of_many_keys(store: ZooKeeperStore, raw: Any) -> None:
@@ -205,9 +207,7 @@ def test_session_expiry_recreates_ttl_keys_rearms_watches_and_loses_locks(
     watch.close()
 
 
-def test_expiry_of_a_ttl_session_recreates_its_keys(
-    store: ZooKeeperStore, zk_server: ZooKeeperServer
-) -> None:
+def test_expiry_of_a_ttl_session_recreates_its_keys(store: ZooKeeperStore, zk_server: ZooKeeperServer) -> None:
     store.put("short", b"v", ttl=3)
     lost = store.new_lock("short-lock", ttl=3).acquire(timeout=SLACK)
     (session,) = [s for s in store.sessions if s.timeout == 3]

@@ -177,9 +177,7 @@ def test_leader_failover_during_watch_tree_and_held_lock(healthy: Ensemble, tmp_
 
         expected = sorted(["nodes/live", *writer.written])
         # (The reader thread consumes the watch: look at what it saw.)
-        wait_until(
-            lambda: bool(seen) and keys_of(seen[-1]) == expected, DEAD_TTL + SLACK * 2, "the final state"
-        )
+        wait_until(lambda: bool(seen) and keys_of(seen[-1]) == expected, DEAD_TTL + SLACK * 2, "the final state")
         final = seen[-1]
         assert all(p.value == p.key.encode() for p in final if p.key != "nodes/live")
         assert not failures, failures

@@ -33,9 +33,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperSe
 def good_tls(server: ZooKeeperServer) -> ClientTLS:
     assert server.tls is not None
     files = server.tls
-    return ClientTLS(
-        ca_cert_file=str(files.ca), cert_file=str(files.client.cert), key_file=str(files.client.key)
-    )
+    return ClientTLS(ca_cert_file=str(files.ca), cert_file=str(files.client.cert), key_file=str(files.client.key))
 
 
 class TestZooKeeperTLS(StoreConformance):
@@ -63,9 +61,7 @@ def test_client_without_certificate_is_refused(tls_server: ZooKeeperServer) -> N
 def test_client_with_certificate_of_another_ca_is_refused(tls_server: ZooKeeperServer) -> None:
     assert tls_server.tls is not None
     files = tls_server.tls
-    tls = ClientTLS(
-        ca_cert_file=str(files.ca), cert_file=str(files.intruder.cert), key_file=str(files.intruder.key)
-    )
+    tls = ClientTLS(ca_cert_file=str(files.ca), cert_file=str(files.intruder.cert), key_file=str(files.intruder.key))
     refused(tls_server, tls, "TLS handshake failed")
 
 

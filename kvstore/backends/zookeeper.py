@@ -143,9 +143,7 @@ class ZooKeeperStore(Store):
         self._hosts = hosts
         self.connection_timeout = float(self.config.connection_timeout)
         if not self.connection_timeout > 0:
-            raise InvalidArgumentError(
-                f"connection_timeout must be positive, not {self.connection_timeout!r}"
-            )
+            raise InvalidArgumentError(f"connection_timeout must be positive, not {self.connection_timeout!r}")
         options = self.config.options
         self.session_timeout = _float_option(options, "session_timeout", DEFAULT_SESSION_TIMEOUT)
         self._tls = _tls_arguments(self.config, options)
@@ -170,9 +168,7 @@ class ZooKeeperStore(Store):
 
     # -- sessions -----------------------------------------------------------------------
     def _open_session(self, timeout: float, label: str) -> Session:
-        session = Session(
-            self._hosts, timeout, tls=self._tls, auth=self._auth, default_acl=self._acl, label=label
-        )
+        session = Session(self._hosts, timeout, tls=self._tls, auth=self._auth, default_acl=self._acl, label=label)
         session.start(self._deadline())
         session.subscribe(lambda kind: self._on_session(session, kind))
         return session
@@ -257,18 +253,14 @@ class ZooKeeperStore(Store):
 
     def _disown_tree(self, directory: str) -> None:
         with self._mutex:
-            for key in [
-                k for k in self._owned if not directory or k == directory or keys.is_below(directory, k)
-            ]:
+            for key in [k for k in self._owned if not directory or k == directory or keys.is_below(directory, k)]:
                 del self._owned[key]
 
     # -- znode operations shared by the calls ---------------------------------------------
     def _make_parents(self, session: Session, path: str, deadline: float) -> None:
         """Create every missing ancestor of ``path`` as a bare parent (null data), in one round trip."""
         parts = path.strip("/").split("/")[:-1]
-        pending = [
-            session.client.create_async("/" + "/".join(parts[: i + 1]), None) for i in range(len(parts))
-        ]
+        pending = [session.client.create_async("/" + "/".join(parts[: i + 1]), None) for i in range(len(parts))]
         for result in pending:
             with contextlib.suppress(NodeExistsError, NoNodeError):  # NoNode: raced a delete_tree; retried
                 session.wait(result, deadline)
@@ -318,9 +310,7 @@ class ZooKeeperStore(Store):
             transaction.set_data(path, value)
             results = session.wait(transaction.commit_async(), deadline)
             for result in results:
-                if isinstance(result, Exception) and not isinstance(
-                    result, (RolledBackError, RuntimeInconsistency)
-                ):
+                if isinstance(result, Exception) and not isinstance(result, (RolledBackError, RuntimeInconsistency)):
                     raise result
             return Node.of(value, results[2])
 
@@ -357,28 +347,61 @@ class ZooKeeperStore(Store):
             session = self._session_for(ttl)
             path = self._path(key)
             deadline = self._deadline()
-            ephemeral = ttl is not None
-            while True:
-                try:
-                    stat = session.set(path, value, deadline, f"put {key}")
-                except NoNodeError:
-                    if self._create(session, path, value, ephemeral=ephemeral, deadline=deadline) is None:
-                        continue  # created meanwhile by someone else: overwrite it
-                    break
-                self._wrote_through(session)
-                owner = stat.ephemeralOwner
-                if (owner == 0) if not ephemeral else (owner == session.current_session_id()):
-                    break
-                # The right value, the wrong kind of node (or another session's): swap it.
-                try:
-                    self._replace(session, path, value, stat.version, ephemeral=ephemeral, deadline=deadline)
-                except (BadVersionError, NoNodeError, OutcomeUnknown):
-                    continue  # changed meanwhile: look again
-                break
-            if ephemeral:
-                self._own(key, session, value)
-            else:
+            if ttl is None:
+                self._put_permanent(session, path, value, deadline)
                 self._disown(key)
+            else:
+                self._put_ephemeral(session, key, path, value, deadline)
+                self._own(key, session, value)
+
+    def _put_permanent(self, session: Session, path: str, value: bytes, deadline: float) -> None:
+        """Write first (one round trip for the usual overwrite); a ttl key is then made permanent."""
+        while True:
+            try:
+                stat = session.set(path, value, deadline, f"put {path}")
+            except NoNodeError:
+                if self._create(session, path, value, ephemeral=False, deadline=deadline) is None:
+                    continue  # created meanwhile by someone else: overwrite it
+                return
+            if stat.ephemeralOwner == 0:
+                return
+            # It was a ttl key (an ephemeral node, which has no children): swap it for a permanent one.
+            try:
+                self._replace(session, path, value, stat.version, ephemeral=False, deadline=deadline)
+            except (BadVersionError, NoNodeError, OutcomeUnknown):
+                continue  # changed meanwhile: look again
+            return
+
+    def _put_ephemeral(self, session: Session, key: str, path: str, value: bytes, deadline: float) -> None:
+        """Refresh a ttl key this session owns in one write; otherwise look before writing.
+
+        Looking first means a key that cannot become ephemeral (it has keys
+        below it) is refused untouched.
+        """
+        owned = self._owned.get(key)
+        if owned is not None and owned[0] is session:
+            try:
+                stat = session.set(path, value, deadline, f"put {key}")
+                if stat.ephemeralOwner == session.current_session_id():
+                    self._wrote_through(session)
+                    return
+            except NoNodeError:
+                pass
+        while True:
+            node = self._read(session, path, deadline)
+            try:
+                if node is None:
+                    if self._create(session, path, value, ephemeral=True, deadline=deadline) is not None:
+                        return
+                elif node.owner == session.current_session_id():
+                    session.set(path, value, deadline, f"put {key}", version=node.version)
+                    self._wrote_through(session)
+                    return
+                else:
+                    self._replace(session, path, value, node.version, ephemeral=True, deadline=deadline)
+                    return
+            except (BadVersionError, NoNodeError, OutcomeUnknown):
+                continue  # changed meanwhile: look again
 
     def _get(self, key: str) -> KVPair:
         with translate_errors(f"get {key}"):
@@ -416,9 +439,7 @@ class ZooKeeperStore(Store):
             pairs = []
             if found is not None:
                 nodes, _ = found
-                pairs = [
-                    KVPair(self._key_of(p), n.data, n.mzxid) for p, n in nodes.items() if n.data is not None
-                ]
+                pairs = [KVPair(self._key_of(p), n.data, n.mzxid) for p, n in nodes.items() if n.data is not None]
             if not pairs:
                 itself = None if not directory else self._read(session, root, deadline)
                 if itself is None or itself.data is None:
@@ -431,9 +452,7 @@ class ZooKeeperStore(Store):
             deadline = self._deadline()
             session = self._main
             for _ in range(20):
-                found = session.run(
-                    lambda: walk(session, root, deadline), deadline, f"delete_tree {directory}"
-                )
+                found = session.run(lambda: walk(session, root, deadline), deadline, f"delete_tree {directory}")
                 if found is None:
                     break
                 paths = list(found[0])
@@ -471,9 +490,7 @@ class ZooKeeperStore(Store):
         return self._start_watcher(watcher)
 
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
-        watcher = TreeWatcher(
-            self._reader(), self.connection_timeout, directory, self._path(directory), self._key_of
-        )
+        watcher = TreeWatcher(self._reader(), self.connection_timeout, directory, self._path(directory), self._key_of)
         return self._start_watcher(watcher)
 
     def _start_watcher(self, watcher: _Watcher[T]) -> Watch[T]:
@@ -516,9 +533,7 @@ class ZooKeeperStore(Store):
         while True:
             before = session.client.last_zxid
             try:
-                node = self._create(
-                    session, path, value, ephemeral=ephemeral, deadline=deadline, idempotent=False
-                )
+                node = self._create(session, path, value, ephemeral=ephemeral, deadline=deadline, idempotent=False)
             except OutcomeUnknown:
                 node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
@@ -534,9 +549,7 @@ class ZooKeeperStore(Store):
             # A bare parent is no key: claim it.
             try:
                 if ephemeral:
-                    return self._replace(
-                        session, path, value, existing.version, ephemeral=True, deadline=deadline
-                    )
+                    return self._replace(session, path, value, existing.version, ephemeral=True, deadline=deadline)
                 stat = session.set(path, value, deadline, key, version=existing.version, idempotent=False)
                 self._wrote_through(session)
                 return Node.of(value, stat)
@@ -566,9 +579,7 @@ class ZooKeeperStore(Store):
                     stat = session.set(path, value, deadline, key, version=current.version, idempotent=False)
                     self._wrote_through(session)
                     return Node.of(value, stat)
-                return self._replace(
-                    session, path, value, current.version, ephemeral=ephemeral, deadline=deadline
-                )
+                return self._replace(session, path, value, current.version, ephemeral=ephemeral, deadline=deadline)
             except BadVersionError:
                 raise KeyModifiedError(f"key modified: {key}") from None
             except NoNodeError:

@@ -88,9 +88,7 @@ class ZooKeeperLock(Lock):
     # -- acquire -------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> threading.Event:
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._slot.mutex.acquire(
-            timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())
-        ):
+        if not self._slot.mutex.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
             raise CannotLockError(f"lock {self._key!r}: still held after {timeout} s")
         try:
             with translate_errors(f"lock {self._key}"):
@@ -102,9 +100,7 @@ class ZooKeeperLock(Lock):
         with self._mutex:
             self._hold = hold
         session.subscribe(hold.on_session)
-        threading.Thread(
-            target=self._monitor, args=(hold,), name=f"kvstore-zk-lock:{self._key}", daemon=True
-        ).start()
+        threading.Thread(target=self._monitor, args=(hold,), name=f"kvstore-zk-lock:{self._key}", daemon=True).start()
         hold.inbox.put(EventType.CHANGED)  # arm the first watch, from the monitor's thread
         return hold.lost
 
@@ -119,9 +115,7 @@ class ZooKeeperLock(Lock):
                     session, self._path, self._value, ephemeral=True, deadline=call_deadline, idempotent=False
                 )
             except OutcomeUnknown:
-                node = store._landed(
-                    session, self._path, self._value, before, ephemeral=True, deadline=call_deadline
-                )
+                node = store._landed(session, self._path, self._value, before, ephemeral=True, deadline=call_deadline)
                 if node is not None:
                     return session, node
                 continue

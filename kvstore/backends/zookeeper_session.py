@@ -129,8 +129,7 @@ def kvstore_error(exc: BaseException, what: str) -> KVStoreError | None:
         )
     if isinstance(exc, NotEmptyError):
         return CallNotSupportedError(
-            f"{what}: ZooKeeper cannot give a ttl to a key that has keys below it (an ephemeral node "
-            "has no children)"
+            f"{what}: ZooKeeper cannot give a ttl to a key that has keys below it (an ephemeral node has no children)"
         )
     if isinstance(exc, (BadArgumentsError, ValueError)):
         return InvalidArgumentError(f"{what}: ZooKeeper rejected the key or value ({exc!r})")
@@ -190,6 +189,37 @@ class _KazooLogCapture(logging.Handler):
             _kazoo_log.debug("%s", record.getMessage())
 
 
+def _cap_connect_waits(client: Any, limit: float) -> None:
+    """Bound how long kazoo waits on one server while (re)connecting: ``limit`` seconds, not the session timeout.
+
+    kazoo gives the TCP connect and the session handshake each the whole
+    session timeout (divided by the number of hosts). A server that accepts
+    and then never answers (ZooKeeper 3.8.0 does that to a client arriving
+    while it loads its database after a restart: the connection is refused
+    but, through an exception in its clean-up, never closed) then holds the
+    client until its session has expired, though a retry a moment later
+    would have saved it. Both waits are private to kazoo, hence the care:
+    anything unexpected leaves kazoo as it is.
+    """
+    connection = getattr(client, "_connection", None)
+    invoke = getattr(connection, "_invoke", None)
+    handler = getattr(client, "handler", None)
+    create_connection = getattr(handler, "create_connection", None)
+    if connection is None or not callable(invoke) or handler is None or not callable(create_connection):
+        return
+
+    def capped_invoke(timeout: float, request: Any, xid: int | None = None) -> Any:
+        return invoke(min(timeout, limit), request, xid)
+
+    def capped_create_connection(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("timeout"), (int, float)):
+            kwargs["timeout"] = min(kwargs["timeout"], limit)
+        return create_connection(*args, **kwargs)
+
+    connection._invoke = capped_invoke
+    handler.create_connection = capped_create_connection
+
+
 class Session:
     """One kazoo client: its connection, its ZooKeeper session, its timeout.
 
@@ -227,6 +257,7 @@ class Session:
             logger=logger,
             **tls,
         )
+        _cap_connect_waits(self.client, max(3.0, timeout / 3))
         self._cond = threading.Condition()
         self._closed = False
         self._subscribers: list[Callable[[str], None]] = []
@@ -374,23 +405,17 @@ class Session:
         if time.monotonic() >= deadline:
             raise self.unreachable(what) from None
 
-    def call(
-        self, start: Callable[[Any], Any], deadline: float, what: str, *, idempotent: bool = True
-    ) -> Any:
+    def call(self, start: Callable[[Any], Any], deadline: float, what: str, *, idempotent: bool = True) -> Any:
         """``start(client)`` returns a kazoo async result: its value, within ``deadline``, as :meth:`run`."""
         # The common case first, without run()'s closure: this is every get and put.
         try:
             return self.wait(start(self.client), deadline)
         except RETRYABLE as exc:
             self._recover(exc, deadline, what, idempotent)
-        return self.run(
-            lambda: self.wait(start(self.client), deadline), deadline, what, idempotent=idempotent
-        )
+        return self.run(lambda: self.wait(start(self.client), deadline), deadline, what, idempotent=idempotent)
 
     # -- the requests the backend makes, named ----------------------------------------------
-    def get(
-        self, path: str, deadline: float, what: str, watcher: Callable[[Any], None] | None = None
-    ) -> Node | None:
+    def get(self, path: str, deadline: float, what: str, watcher: Callable[[Any], None] | None = None) -> Node | None:
         """The znode at ``path``, None if absent (a bare parent is a node with ``data`` None)."""
         try:
             data, stat = self.call(lambda c: c.get_async(path, watcher), deadline, what)
@@ -398,9 +423,7 @@ class Session:
             return None
         return Node.of(data, stat)
 
-    def exists(
-        self, path: str, deadline: float, what: str, watcher: Callable[[Any], None] | None = None
-    ) -> Any:
+    def exists(self, path: str, deadline: float, what: str, watcher: Callable[[Any], None] | None = None) -> Any:
         """The stat of ``path`` or None; with ``watcher``, a watch that also fires on creation."""
         return self.call(lambda c: c.exists_async(path, watcher), deadline, what)
 
@@ -417,9 +440,7 @@ class Session:
         """Write ``data`` (None: make it a bare parent) if the node is at ``version``; its new stat."""
         return self.call(lambda c: c.set_async(path, data, version), deadline, what, idempotent=idempotent)
 
-    def delete(
-        self, path: str, deadline: float, what: str, *, version: int = -1, idempotent: bool = True
-    ) -> None:
+    def delete(self, path: str, deadline: float, what: str, *, version: int = -1, idempotent: bool = True) -> None:
         self.call(lambda c: c.delete_async(path, version), deadline, what, idempotent=idempotent)
 
 
@@ -502,8 +523,6 @@ def walk(
     names = list_children(session, root, deadline, watcher)
     if names is None:
         return None
-    nodes, kids = read_nodes(
-        session, [child_path(root, n) for n in names], deadline, watcher, every_node=every_node
-    )
+    nodes, kids = read_nodes(session, [child_path(root, n) for n in names], deadline, watcher, every_node=every_node)
     kids[root] = set(names)
     return nodes, kids

@@ -223,9 +223,7 @@ class KeyWatcher(_Watcher[KVPair]):
 
     def resync(self) -> None:
         try:
-            data, stat = self.session.call(
-                lambda c: c.get_async(self.path, self.on_event), self.deadline(), self.name
-            )
+            data, stat = self.session.call(lambda c: c.get_async(self.path, self.on_event), self.deadline(), self.name)
         except NoNodeError:
             data, stat = None, None
         self._apply(data, stat)
@@ -274,11 +272,7 @@ class TreeWatcher(_Watcher[list[KVPair]]):
             deadline = self.deadline()
             # An existence watch on the directory tells when it is created (or deleted).
             exists = self.session.wait(self.session.client.exists_async(self.root, self.on_event), deadline)
-            found = (
-                None
-                if exists is None
-                else walk(self.session, self.root, deadline, self.on_event, every_node=True)
-            )
+            found = None if exists is None else walk(self.session, self.root, deadline, self.on_event, every_node=True)
             self.nodes, self.kids = found if found is not None else ({}, {})
 
         self.session.run(load, self.deadline(), self.name)
@@ -308,9 +302,7 @@ class TreeWatcher(_Watcher[list[KVPair]]):
 
     def _refresh_node(self, path: str) -> None:
         try:
-            data, stat = self.session.call(
-                lambda c: c.get_async(path, self.on_event), self.deadline(), self.name
-            )
+            data, stat = self.session.call(lambda c: c.get_async(path, self.on_event), self.deadline(), self.name)
         except NoNodeError:
             self._drop(path)
             return
@@ -319,9 +311,7 @@ class TreeWatcher(_Watcher[list[KVPair]]):
     def _refresh_children(self, path: str) -> None:
         def read() -> list[str] | None:
             try:
-                names = self.session.wait(
-                    self.session.client.get_children_async(path, self.on_event), self.deadline()
-                )
+                names = self.session.wait(self.session.client.get_children_async(path, self.on_event), self.deadline())
             except NoNodeError:
                 return None
             return [n for n in names if not (path == "/" and n == "zookeeper")]

@@ -240,9 +240,7 @@ class Ensemble:
 
     def __init__(self, workdir: Path, size: int = 3) -> None:
         peers = {sid: (free_port(), free_port()) for sid in range(1, size + 1)}
-        self.servers = [
-            ZooKeeperServer(workdir / f"server{sid}", server_id=sid, peers=peers) for sid in peers
-        ]
+        self.servers = [ZooKeeperServer(workdir / f"server{sid}", server_id=sid, peers=peers) for sid in peers]
 
     @property
     def addrs(self) -> list[str]:
