@@ -299,3 +299,29 @@ def test_port_that_is_not_zookeeper_is_not_reachable() -> None:
         with pytest.raises(NotReachableError):
             kvstore.new_store("zk", [f"127.0.0.1:{port}"], Config(connection_timeout=1.0))
         assert time.monotonic() - started < 1.0 + SLACK
+
+
+def test_closing_the_store_ends_its_watches_and_waiting_locks(store: ZooKeeperStore) -> None:
+    with kvstore.new_store(store.backend, store.addrs, store.config) as holder:
+        holder.new_lock("lock").acquire(timeout=SLACK)
+        store.put("k", b"v")
+        watch = store.watch("k")
+        assert watch.next(timeout=SLACK).value == b"v"
+        errors: list[BaseException] = []
+
+        def wait_for_lock() -> None:
+            try:
+                store.new_lock("lock").acquire()  # no timeout: only the close can end it
+            except BaseException as exc:
+                errors.append(exc)
+
+        waiter = threading.Thread(target=wait_for_lock, daemon=True)
+        waiter.start()
+        store.close()
+        waiter.join(timeout=SLACK)
+        assert not waiter.is_alive(), "acquire() went on waiting on a closed store"
+        assert len(errors) == 1 and isinstance(errors[0], NotReachableError)
+        with pytest.raises(StopIteration):
+            watch.next(timeout=SLACK)
+        with pytest.raises(NotReachableError):
+            store.get("k")

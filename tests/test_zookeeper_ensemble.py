@@ -204,13 +204,16 @@ def test_leader_failover_during_watch_tree_and_held_lock(healthy: Ensemble, tmp_
 
 
 def test_store_with_every_member_down_is_not_reachable(healthy: Ensemble) -> None:
-    """With no member up a call fails within the connection timeout; with a quorum back, it works again."""
+    """With no member up: calls fail within the connection timeout, a held lock is lost within its ttl
+    (nobody can vouch for its session any more); with a quorum back, the store works again."""
     with kvstore.new_store("zk", healthy.addrs, Config(connection_timeout=2.0, prefix="down")) as store:
         store.put("k", b"v")
+        lost = store.new_lock("lock", ttl=DEAD_TTL).acquire(timeout=SLACK)
         for server in healthy.servers:
             server.kill()
         with pytest.raises(NotReachableError):
             store.get("k")
+        assert lost.wait(DEAD_TTL + SLACK), "the lock was not reported lost"
         for server in healthy.servers:
             server.start(wait=False)
         healthy.wait_quorum()

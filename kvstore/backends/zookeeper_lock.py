@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kazoo.exceptions import BadVersionError, NoNodeError  # type: ignore[import-untyped]
 from kazoo.protocol.states import EventType  # type: ignore[import-untyped]
 
-from ..errors import CannotLockError, KVStoreError
+from ..errors import CannotLockError, KVStoreError, NotReachableError
 from ..store import Lock
 from .zookeeper_session import EXPIRED, RENEWED, RESUMED, Node, OutcomeUnknown, Session, translate_errors
 
@@ -127,6 +127,8 @@ class ZooKeeperLock(Lock):
             if stat is None:
                 continue
             while not gone.is_set():
+                if session.closed:
+                    raise NotReachableError(f"lock {self._key}: the store is closed")
                 if deadline is None:
                     gone.wait(1.0)
                     continue
@@ -166,10 +168,10 @@ class ZooKeeperLock(Lock):
         """Re-arm the watch on the znode; False if it is no longer the one we created."""
         try:
             with translate_errors(f"lock {self._key}"):
+                # Not longer than the session may live unheard of: the monitor must get back to its clock.
+                deadline = time.monotonic() + min(self._store.connection_timeout, hold.session.timeout)
                 stat = hold.session.call(
-                    lambda c: c.exists_async(self._path, hold.on_event),
-                    self._store._deadline(),
-                    f"lock {self._key}",
+                    lambda c: c.exists_async(self._path, hold.on_event), deadline, f"lock {self._key}"
                 )
         except KVStoreError:
             return True  # cannot tell now; the session's fate decides
