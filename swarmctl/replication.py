@@ -11,7 +11,6 @@ frozen) stops acting as primary the moment it learns it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import ssl
@@ -23,6 +22,8 @@ from typing import Any
 import aiohttp
 
 import kvstore
+
+from .api.streams import ByteStream, connect
 
 LEADER_KEY = "docker/swarm/leader"
 log = logging.getLogger("swarmctl.replication")
@@ -128,11 +129,8 @@ class PrimaryPeer:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._session().request(method, self.base_url + path, **kwargs)
 
-    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        host, _, port = self.addr.rpartition(":")
-        host = host.strip("[]")
-        return await asyncio.open_connection(host, int(port), ssl=self._ssl,
-                                             server_hostname=host if self._ssl else None)
+    async def open_connection(self) -> ByteStream:
+        return await connect(self.addr, self._ssl)
 
     def report_failure(self, exc: BaseException) -> None:
         log.warning("replication: cannot reach the primary %s: %s", self.addr, exc)

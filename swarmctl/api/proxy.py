@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
+
+from .streams import ByteStream
 
 
 class Upstream(Protocol):
@@ -30,9 +33,10 @@ class Upstream(Protocol):
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
-    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
+    async def open_connection(self) -> ByteStream: ...
 
     def report_failure(self, exc: BaseException) -> None: ...
+
 
 #: Request headers not passed on: hop-by-hop, or recomputed by aiohttp.
 _DROP_REQUEST = {
@@ -134,8 +138,8 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
     body = await request.content.read(request.content_length) if request.content_length else b""
     try:
-        reader, writer = await asyncio.wait_for(engine.open_connection(), 10)
-    except (TimeoutError, OSError) as exc:
+        stream = await asyncio.wait_for(engine.open_connection(), 10)
+    except (TimeoutError, OSError, ssl.SSLError) as exc:
         engine.report_failure(exc)
         return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
     try:
@@ -147,21 +151,19 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
             f"Content-Length: {len(body)}",
         ]
         head += [f"{k}: {v}" for k, v in _request_headers(request).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        await writer.drain()
-        status, headers = await _read_head(reader)
+        stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await stream.drain()
+        status, headers = await _read_head(stream)
         if status != 101 and status // 100 != 2:
-            return await _plain_answer(status, headers, reader)
-        await _take_over(request, status, headers, reader, writer)
+            return await _plain_answer(status, headers, stream)
+        await _take_over(request, status, headers, stream)
         return _ALREADY_SENT  # the raw connection carried the answer; aiohttp must write nothing
     finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
+        stream.close()
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    raw = await reader.readuntil(b"\r\n\r\n")
+async def _read_head(stream: ByteStream) -> tuple[int, dict[str, str]]:
+    raw = await stream.readuntil(b"\r\n\r\n")
     lines = raw.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers: dict[str, str] = {}
@@ -172,9 +174,14 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
     return status, headers
 
 
-async def _plain_answer(status: int, headers: dict[str, str], reader: asyncio.StreamReader) -> web.Response:
+async def _plain_answer(status: int, headers: dict[str, str], stream: ByteStream) -> web.Response:
     length = int(headers.get("content-length", "0") or 0)
-    body = await reader.readexactly(length) if length else b""
+    body = b""
+    while len(body) < length:
+        chunk = await stream.read(length - len(body))
+        if not chunk:
+            break
+        body += chunk
     try:
         message = json.loads(body).get("message", body.decode(errors="replace"))
     except (ValueError, AttributeError):
@@ -194,6 +201,9 @@ class _RawClient(asyncio.Protocol):
     def __init__(self) -> None:
         self.incoming: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.lost = asyncio.Event()
+        self.keep_open_on_eof = True
+        #: Set when we close the connection (see ``_keep_tls_half_open``).
+        self.closing = False
         self._writable = asyncio.Event()
         self._writable.set()
 
@@ -202,7 +212,7 @@ class _RawClient(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.incoming.put_nowait(None)
-        return True  # keep our half open: output still flows to the client
+        return self.keep_open_on_eof  # keep our half open: output still flows to the client
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.incoming.put_nowait(None)
@@ -232,12 +242,43 @@ class _AlreadySent(web.StreamResponse):
 _ALREADY_SENT = _AlreadySent()
 
 
+def _keep_tls_half_open(transport: asyncio.BaseTransport, client: _RawClient) -> None:
+    """Let a TLS client half-close (stdin at EOF) and still read the output, as over plain TCP.
+
+    The docker CLI half-closes under TLS too (a close_notify alert, or a bare
+    TCP FIN). asyncio's TLS layer answers either by shutting the whole
+    connection down, so for a hijacked connection only, that shutdown is
+    held back until we close the connection ourselves: the client protocol is
+    told of the EOF, and output keeps flowing. This reaches into asyncio's TLS
+    implementation (Python 3.11+); where that is not there, half-close under
+    TLS stays unsupported rather than broken.
+    """
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    do_read = getattr(ssl_protocol, "_do_read", None)
+    start_shutdown = getattr(ssl_protocol, "_start_shutdown", None)
+    if ssl_protocol is None or do_read is None or start_shutdown is None:
+        return
+    client.keep_open_on_eof = False  # asyncio's TLS layer would only warn about it
+
+    def eof_received() -> bool:  # a bare TCP FIN under TLS
+        with contextlib.suppress(Exception):
+            do_read()
+        client.eof_received()
+        return True
+
+    def shutdown_when_we_close() -> None:
+        if client.closing:
+            start_shutdown()
+
+    ssl_protocol.eof_received = eof_received
+    ssl_protocol._start_shutdown = shutdown_when_we_close
+
+
 async def _take_over(
     request: web.Request,
     status: int,
     headers: dict[str, str],
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
+    stream: ByteStream,
 ) -> None:
     transport = request.transport
     protocol = request.protocol
@@ -246,6 +287,7 @@ async def _take_over(
     # Bytes the client sent right behind the request head were buffered by aiohttp.
     early = bytes(getattr(protocol, "_message_tail", b"") or b"")
     transport.set_protocol(client)
+    _keep_tls_half_open(transport, client)
     if early:
         client.data_received(early)
     content_type = headers.get("content-type", "application/vnd.docker.raw-stream")
@@ -256,7 +298,7 @@ async def _take_over(
 
     async def engine_to_client() -> None:
         while True:
-            chunk = await reader.read(CHUNK)
+            chunk = await stream.read(CHUNK)
             if not chunk or transport.is_closing():
                 return
             transport.write(chunk)
@@ -266,11 +308,11 @@ async def _take_over(
         while True:
             chunk = await client.incoming.get()
             if chunk is None:
-                if writer.can_write_eof():
-                    writer.write_eof()
+                stream.write_eof()
+                await stream.drain()
                 return
-            writer.write(chunk)
-            await writer.drain()
+            stream.write(chunk)
+            await stream.drain()
 
     down = asyncio.ensure_future(engine_to_client())
     up = asyncio.ensure_future(client_to_engine())
@@ -285,6 +327,7 @@ async def _take_over(
         for task in (down, up, gone):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        client.closing = True
         transport.close()
         # aiohttp no longer owns the connection: let it forget it.
         if protocol is not None:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ..api.streams import ByteStream, connect
 from .events import EventBus
 
 log = logging.getLogger("swarmctl.cluster")
@@ -189,15 +190,9 @@ class Engine:
         """``session.request`` on this engine: ``async with engine.request("GET", "/info") as r``."""
         return self.session.request(method, self.base_url + path, **kwargs)
 
-    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_connection(self) -> ByteStream:
         """A raw connection of its own, for hijacked requests."""
-        host, _, port = self.addr.rpartition(":")
-        return await asyncio.open_connection(
-            host.strip("[]"),
-            int(port),
-            ssl=self.options.ssl,
-            server_hostname=host.strip("[]") if self.options.ssl else None,
-        )
+        return await connect(self.addr, self.options.ssl)
 
     async def get_json(self, path: str) -> Any:
         async with self.request("GET", path) as response:

@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tarfile
 import tempfile
 import urllib.request
 from pathlib import Path
 
+from .certs import CertFiles
 from .process import ManagedProcess, free_port, wait_for
 
 DOCKER = shutil.which("docker") or "docker"
@@ -82,9 +84,17 @@ def busybox_tarball(directory: Path) -> Path:
 class DockerNode:
     """One dockerd, reachable at ``self.addr`` (``127.0.0.1:PORT``)."""
 
-    def __init__(self, name: str, labels: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        port: int | None = None,
+        tls: CertFiles | None = None,
+    ) -> None:
         self.name = name
         self.labels = labels or {}
+        #: With TLS, dockerd runs with --tlsverify: clients need a certificate from ``tls.ca``.
+        self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix=f"dk-{name}-", dir="/tmp"))
         self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"
@@ -111,6 +121,16 @@ class DockerNode:
         ]
         for key, value in self.labels.items():
             dockerd += ["--label", f"{key}={value}"]
+        if self.tls is not None:
+            dockerd += [
+                "--tlsverify",
+                "--tlscacert",
+                str(self.tls.ca),
+                "--tlscert",
+                str(self.tls.cert),
+                "--tlskey",
+                str(self.tls.key),
+            ]
         quoted = " ".join(f"'{part}'" for part in dockerd)
         return ["unshare", "--uts", "sh", "-c", f"hostname {self.name} && exec {quoted}"]
 
@@ -120,16 +140,32 @@ class DockerNode:
         return self
 
     def answers(self) -> bool:
+        if self.tls is not None:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
+            context.load_cert_chain(str(self.tls.cert), str(self.tls.key))
+            with urllib.request.urlopen(f"https://{self.addr}/_ping", timeout=2, context=context) as response:
+                return bool(response.status == 200)
         with urllib.request.urlopen(f"http://{self.addr}/_ping", timeout=2) as response:
             return bool(response.status == 200)
 
+    def docker_args(self) -> list[str]:
+        """The docker CLI's flags to reach this node."""
+        args = ["-H", f"tcp://{self.addr}"]
+        if self.tls is not None:
+            args += [
+                "--tlsverify",
+                "--tlscacert",
+                str(self.tls.ca),
+                "--tlscert",
+                str(self.tls.cert),
+                "--tlskey",
+                str(self.tls.key),
+            ]
+        return args
+
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            [DOCKER, "-H", f"tcp://{self.addr}", *args],
-            input=input,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
+            [DOCKER, *self.docker_args(), *args], input=input, capture_output=True, timeout=timeout, check=False
         )
 
     def load_busybox(self, tarball: Path) -> None:
