@@ -441,3 +441,40 @@ def test_cp_diff_export_pause_rename(manager: Manager, clean: None, tmp_path: Pa
     manager.ok("unpause", "files")
     manager.ok("rename", "files", "renamed")
     assert "renamed" in manager.ok("ps", "--format", "{{.Names}}")
+
+
+def test_client_hanging_up_frees_the_node_connection(manager: Manager, clean: None) -> None:
+    """A killed ``docker run -i`` client: the manager closes its connection, the container sees stdin end."""
+    client = subprocess.Popen(
+        [
+            dk.DOCKER,
+            "-H",
+            f"tcp://127.0.0.1:{manager.port}",
+            "run",
+            "-i",
+            "--name",
+            "hang",
+            dk.IMAGE,
+            "sh",
+            "-c",
+            "cat; echo stdin-closed",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write(b"alive\n")
+        client.stdin.flush()
+        assert client.stdout.readline() == b"alive\n"
+        client.kill()  # no half-close, no goodbye: the connection just drops
+        client.wait(timeout=10)
+        wait_for(
+            lambda: manager.ok("inspect", "-f", "{{.State.Status}}", "hang").strip() == "exited",
+            30,
+            "the container to see its stdin closed",
+        )
+        assert manager.ok("logs", "hang") == "alive\nstdin-closed\n"
+    finally:
+        client.kill()
