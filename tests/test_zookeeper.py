@@ -6,6 +6,7 @@ sessions per ttl, expiry and reconnection, credentials, unreachable servers.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -325,3 +326,57 @@ def test_closing_the_store_ends_its_watches_and_waiting_locks(store: ZooKeeperSt
             watch.next(timeout=SLACK)
         with pytest.raises(NotReachableError):
             store.get("k")
+
+
+def test_watch_tree_converges_under_concurrent_writers(store: ZooKeeperStore) -> None:
+    """Writers create, overwrite, delete and re-create keys at random depths at once, then go (their
+    ttl keys with them); the watch's last state is exactly what ``list`` then reads (keys, values,
+    indexes): no change lost."""
+    seen: list[list[kvstore.KVPair]] = []
+    watch = store.watch_tree("t")
+    reader = threading.Thread(target=lambda: seen.extend(watch), daemon=True)
+    reader.start()
+    errors: list[BaseException] = []
+
+    def write(seed: int) -> None:
+        rnd = random.Random(seed)
+        with kvstore.new_store(store.backend, store.addrs, store.config) as writer:
+            for i in range(150):
+                key = "t/" + "/".join(rnd.choice("abc") for _ in range(rnd.randint(1, 4)))
+                roll = rnd.random()
+                try:
+                    if roll < 0.5:
+                        writer.put(key, str(i).encode(), ttl=30 if rnd.random() < 0.2 else None)
+                    elif roll < 0.8:
+                        writer.delete(key)
+                    elif roll < 0.9:
+                        writer.delete_tree(key)
+                    else:
+                        writer.put(key, b"")
+                except kvstore.CallNotSupportedError:
+                    pass  # a ttl key cannot have keys below it, nor gain a ttl with keys below
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+        # Closing the writer ends its session: its ttl keys vanish, a change the watch must see too.
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=SLACK * 6)
+    assert not errors, errors
+
+    def state() -> list[tuple[str, bytes, int]]:
+        try:
+            return [(p.key, p.value, p.last_index) for p in store.list("t")]
+        except kvstore.KeyNotFoundError:
+            return []
+
+    wait_until(
+        lambda: bool(seen) and [(p.key, p.value, p.last_index) for p in seen[-1]] == state(),
+        SLACK,
+        "the watch to show what list() reads",
+    )
+    watch.close()
+    reader.join(timeout=SLACK)

@@ -273,7 +273,9 @@ class TreeWatcher(_Watcher[list[KVPair]]):
             # An existence watch on the directory tells when it is created (or deleted).
             exists = self.session.wait(self.session.client.exists_async(self.root, self.on_event), deadline)
             found = None if exists is None else walk(self.session, self.root, deadline, self.on_event, every_node=True)
-            self.nodes, self.kids = found if found is not None else ({}, {})
+            self.nodes, self.kids = {}, {}
+            if found is not None:
+                self._merge(*found)
 
         self.session.run(load, self.deadline(), self.name)
         self._emit_if_changed()
@@ -291,7 +293,9 @@ class TreeWatcher(_Watcher[list[KVPair]]):
                     self.resync()
                     return
             elif event.type == EventType.DELETED:
-                self._drop(event.path)
+                # Gone, or gone and back already: a child event of its parent handled in this
+                # same batch may have seen it there still, so only a fresh read can tell.
+                self._reload(event.path)
             elif event.path not in self.nodes:
                 continue  # a watch left on a node since dropped
             elif event.type == EventType.CHANGED:
@@ -299,6 +303,19 @@ class TreeWatcher(_Watcher[list[KVPair]]):
             elif event.type == EventType.CHILD:
                 self._refresh_children(event.path)
         self._emit_if_changed()
+
+    def _reload(self, path: str) -> None:
+        """Replace what the mirror holds of ``path`` and below with a fresh read (re-arming its watches)."""
+        nodes, kids = self.session.run(
+            lambda: read_nodes(self.session, [path], self.deadline(), self.on_event, every_node=True),
+            self.deadline(),
+            self.name,
+        )
+        self._drop(path)
+        parent = parent_of(path)
+        if path in nodes and (parent == self.root or parent in self.nodes):
+            self._merge(nodes, kids)
+            self.kids.setdefault(parent, set()).add(path.rsplit("/", 1)[1])
 
     def _refresh_node(self, path: str) -> None:
         try:
@@ -328,15 +345,21 @@ class TreeWatcher(_Watcher[list[KVPair]]):
         for gone in known - current:
             self._drop(child_path(path, gone))
         added = [child_path(path, name) for name in sorted(current - known)]
-        self.kids[path] = current
         if added:
             nodes, kids = self.session.run(
                 lambda: read_nodes(self.session, added, self.deadline(), self.on_event, every_node=True),
                 self.deadline(),
                 self.name,
             )
-            self.nodes.update(nodes)
-            self.kids.update(kids)
+            self._merge(nodes, kids)
+        self.kids[path] = {name for name in current if child_path(path, name) in self.nodes}
+
+    def _merge(self, nodes: dict[str, Node], kids: dict[str, set[str]]) -> None:
+        """Take in a fresh read. A child named in a listing but gone before its read is not
+        recorded, so that its return (a new child event) counts as new."""
+        self.nodes.update(nodes)
+        for parent, names in kids.items():
+            self.kids[parent] = {name for name in names if child_path(parent, name) in self.nodes}
 
     def _drop(self, path: str) -> None:
         """Forget ``path`` and everything below it (known through ``kids``, so no scan of the mirror)."""
