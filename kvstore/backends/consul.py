@@ -60,6 +60,7 @@ from ..errors import (
     KeyNotFoundError,
     KVStoreError,
 )
+from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
 from .consul_lock import ConsulLock
 from .consul_transport import (
@@ -78,19 +79,6 @@ _log = logging.getLogger("kvstore.consul")
 #: How many times an atomic write retries when only the session part failed
 #: (a lock-delay running on the key).
 _LOCK_RETRIES = 5
-
-
-def _float_option(options: dict[str, str], name: str, default: float) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidArgumentError(f"consul option {name}={raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise InvalidArgumentError(f"consul option {name}={raw!r} must be positive")
-    return value
 
 
 def _tls_files(config: Config) -> tuple[bool | str, tuple[str, str] | None]:
@@ -246,8 +234,8 @@ class ConsulStore(Store):
             raise InvalidArgumentError("the consul backend needs at least one host:port address")
         endpoints = [Endpoint(*parse_host_port(addr, DEFAULT_PORT)) for addr in self.addrs]
         options = self.config.options
-        self.watch_wait = _float_option(options, "watch_wait", 10.0)
-        self.lock_ttl = _float_option(options, "lock_ttl", 20.0)
+        self.watch_wait = positive_number("consul", options, "watch_wait", 10.0)
+        self.lock_ttl = positive_number("consul", options, "lock_ttl", 20.0)
         self.lock_delay = options.get("lock_delay", "0s")
         consistency = options.get("consistency", "default")
         if consistency not in ("default", "consistent", "stale"):

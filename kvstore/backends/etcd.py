@@ -42,13 +42,13 @@ from etcd3 import etcdrpc  # type: ignore[import-untyped]
 from .. import keys
 from ..errors import (
     CannotLockError,
-    InvalidArgumentError,
     KeyExistsError,
     KeyModifiedError,
     KeyNotFoundError,
     KVStoreError,
     NotReachableError,
 )
+from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
 from .etcd_client import Connection, Endpoint, WatchStream, is_lease_not_found
 
@@ -75,19 +75,6 @@ def _lease_seconds(ttl: float) -> int:
     return max(1, math.ceil(ttl))
 
 
-def _float_option(options: dict[str, str], name: str, default: float) -> float:
-    text = options.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidArgumentError(f"etcd option {name}={text!r} is not a number") from None
-    if not value > 0:
-        raise InvalidArgumentError(f"etcd option {name}={text!r} must be positive")
-    return value
-
-
 class EtcdStore(Store):
     """A store in an etcd (v3) cluster; ``addrs`` are its members' ``host:port``.
 
@@ -101,7 +88,7 @@ class EtcdStore(Store):
 
     def __init__(self, addrs: Sequence[str], config: Config | None = None) -> None:
         super().__init__(addrs, config)
-        self._lock_ttl = _float_option(self.config.options, "lock_ttl", DEFAULT_LOCK_TTL)
+        self._lock_ttl = positive_number("etcd", self.config.options, "lock_ttl", DEFAULT_LOCK_TTL)
         self._conn = Connection(self.addrs, self.config)
         self._mutex = threading.Lock()
         self._streams: set[WatchStream] = set()
@@ -208,9 +195,7 @@ class EtcdStore(Store):
 
     def _delete_tree(self, directory: str) -> None:
         start, end = self._below(directory)
-        operations = [
-            etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=start, range_end=end))
-        ]
+        operations = [etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=start, range_end=end))]
         if directory:
             own = etcdrpc.DeleteRangeRequest(key=self._full(directory))
             operations.append(etcdrpc.RequestOp(request_delete_range=own))
@@ -310,9 +295,7 @@ class EtcdStore(Store):
             watch.fail(error)
             self._stop_streams(streams)
 
-        stream = WatchStream(
-            self._conn, key, range_end, revision + 1, on_events, on_failure, on_compacted, name
-        )
+        stream = WatchStream(self._conn, key, range_end, revision + 1, on_events, on_failure, on_compacted, name)
         streams.append(stream)
         self._track(stream)
         stream.start()
@@ -670,9 +653,7 @@ class EtcdLock(Lock):
 
         def invoke(endpoint: Endpoint, timeout: float, metadata: Any) -> None:
             try:
-                endpoint.lease.LeaseRevoke(
-                    etcdrpc.LeaseRevokeRequest(ID=lease), timeout=timeout, metadata=metadata
-                )
+                endpoint.lease.LeaseRevoke(etcdrpc.LeaseRevokeRequest(ID=lease), timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
                 if not is_lease_not_found(exc):
                     raise

@@ -35,6 +35,7 @@ from ..errors import (
     KVStoreError,
     NotReachableError,
 )
+from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
 from ._local import ChangeSignal, LocalLock, start_polling_watch
 
@@ -64,8 +65,8 @@ class SQLiteStore(Store):
             raise InvalidArgumentError(f"sqlite takes exactly one file path, not {self.addrs!r}")
         self.path = os.path.abspath(self.addrs[0])
         options = self.config.options
-        self._poll_interval = _float_option(options, "poll_interval", 0.01)
-        self._lock_ttl = _float_option(options, "lock_ttl", 20.0)
+        self._poll_interval = positive_number("sqlite", options, "poll_interval", 0.01)
+        self._lock_ttl = positive_number("sqlite", options, "lock_ttl", 20.0)
         self._timeout = self.config.connection_timeout
         _check_location(self.path)
         self._mutex = threading.RLock()
@@ -96,9 +97,7 @@ class SQLiteStore(Store):
             pause = min(pause * 2, 0.1)
 
     def _connect_once(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -153,9 +152,7 @@ class SQLiteStore(Store):
         row = conn.execute("UPDATE meta SET value = value + 1 WHERE name = 'rev' RETURNING value").fetchone()
         return int(row[0])
 
-    def _write(
-        self, conn: sqlite3.Connection, now: float, key: str, value: bytes, ttl: float | None
-    ) -> KVPair:
+    def _write(self, conn: sqlite3.Connection, now: float, key: str, value: bytes, ttl: float | None) -> KVPair:
         index = self._next_index(conn)
         expires = None if ttl is None else now + ttl
         full = self._full(key)
@@ -179,9 +176,7 @@ class SQLiteStore(Store):
     def _get(self, key: str) -> KVPair:
         full = self._full(key)
         with self._reading() as conn:
-            row = conn.execute(
-                f"SELECT value, idx FROM kv WHERE key = ? AND {_LIVE}", (full, time.time())
-            ).fetchone()
+            row = conn.execute(f"SELECT value, idx FROM kv WHERE key = ? AND {_LIVE}", (full, time.time())).fetchone()
         if row is None:
             raise KeyNotFoundError(f"key not found: {key}")
         return self._pair(full, row[0], row[1])
@@ -272,9 +267,7 @@ class SQLiteStore(Store):
     def _ensure_monitor(self) -> None:
         with self._mutex:
             if self._monitor is None and not self._closed.is_set():
-                self._monitor = threading.Thread(
-                    target=self._monitor_loop, name="kvstore-sqlite-monitor", daemon=True
-                )
+                self._monitor = threading.Thread(target=self._monitor_loop, name="kvstore-sqlite-monitor", daemon=True)
                 self._monitor.start()
 
     def _monitor_loop(self) -> None:
@@ -291,15 +284,15 @@ class SQLiteStore(Store):
                     if version != seen_version:
                         seen_version = version
                         self._signal.bump()
-                        next_expiry = conn.execute(
-                            "SELECT min(expires) FROM kv WHERE expires IS NOT NULL"
-                        ).fetchone()[0]
+                        next_expiry = conn.execute("SELECT min(expires) FROM kv WHERE expires IS NOT NULL").fetchone()[
+                            0
+                        ]
                     if next_expiry is not None and time.time() >= next_expiry:
                         conn.execute("BEGIN IMMEDIATE")
                         purged = conn.execute("DELETE FROM kv WHERE expires <= ?", (time.time(),)).rowcount
-                        next_expiry = conn.execute(
-                            "SELECT min(expires) FROM kv WHERE expires IS NOT NULL"
-                        ).fetchone()[0]
+                        next_expiry = conn.execute("SELECT min(expires) FROM kv WHERE expires IS NOT NULL").fetchone()[
+                            0
+                        ]
                         conn.execute("COMMIT")
                         if purged:
                             self._signal.bump()
@@ -309,19 +302,6 @@ class SQLiteStore(Store):
                     continue  # a busy database: the next round tries again
         finally:
             conn.close()
-
-
-def _float_option(options: dict[str, str], name: str, default: float) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidArgumentError(f"sqlite option {name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise InvalidArgumentError(f"sqlite option {name}={raw!r} must be positive")
-    return value
 
 
 def _check_location(path: str) -> None:
