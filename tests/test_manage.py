@@ -21,8 +21,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, r
 class Manager:
     """A ``swarmctl manage`` process and the docker CLI pointed at it."""
 
-    def __init__(self, workdir: Path, discovery: str, *extra: str) -> None:
+    def __init__(self, workdir: Path, discovery: str, *extra: str, replication_ttl: str | None = None) -> None:
         self.port = free_port()
+        if replication_ttl is not None:  # a replicated manager advertises its own address
+            extra = (*extra, "--replication", "--advertise", self.addr, "--replication-ttl", replication_ttl)
         self.process = ManagedProcess(
             f"manage-{self.port}",
             [
@@ -44,6 +46,10 @@ class Manager:
             workdir,
         ).start()
         wait_for(lambda: port_open("127.0.0.1", self.port), 30, "the manager to listen")
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

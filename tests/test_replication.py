@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker as dk
-from tests.support.process import ManagedProcess, free_port, port_open, wait_for
-from tests.support.swarm import SWARMCTL, Join
+from tests.support.process import wait_for
+from tests.support.swarm import Join
 from tests.test_manage import Manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
@@ -23,34 +23,7 @@ class Replica(Manager):
     """A manager with ``--replication --advertise`` its own address."""
 
     def __init__(self, workdir: Path, discovery: str) -> None:
-        self.port = free_port()
-        self.process = ManagedProcess(
-            f"manage-{self.port}",
-            [
-                SWARMCTL,
-                "--log-level",
-                "debug",
-                "manage",
-                "-H",
-                f"tcp://127.0.0.1:{self.port}",
-                "--engine-refresh-min-interval",
-                "2s",
-                "--engine-refresh-max-interval",
-                "3s",
-                "--replication",
-                "--advertise",
-                f"127.0.0.1:{self.port}",
-                "--replication-ttl",
-                TTL,
-                discovery,
-            ],
-            workdir,
-        ).start()
-        wait_for(lambda: port_open("127.0.0.1", self.port), 30, "the manager to listen")
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__(workdir, discovery, replication_ttl=TTL)
 
     def role(self) -> tuple[str, str]:
         info = self.info()
