@@ -86,8 +86,16 @@ class KVDiscovery(Discovery):
             if failing:
                 log.info("discovery %s available again", self.url)
                 failing = False
-            stopper = threading.Thread(target=lambda w=watch: (stop.wait(), w.close()), daemon=True)
-            stopper.start()
+            # close() ends a blocked iteration: do it when asked to stop (the
+            # thread ends with this watch either way).
+            done = threading.Event()
+
+            def close_on_stop(watch: kvstore.Watch[list[kvstore.KVPair]] = watch, done: threading.Event = done) -> None:
+                while not (stop.wait(0.5) or done.is_set()):
+                    pass
+                watch.close()
+
+            threading.Thread(target=close_on_stop, name="discovery-watch-stop", daemon=True).start()
             try:
                 for pairs in watch:
                     nodes = self._addresses(pairs)
@@ -98,6 +106,7 @@ class KVDiscovery(Discovery):
                 log.warning("discovery %s: watch interrupted, re-establishing: %s", self.url, exc)
                 self._reset()
             finally:
+                done.set()
                 watch.close()
 
     def register(self, address: str, ttl: float) -> None:
