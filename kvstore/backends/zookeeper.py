@@ -18,9 +18,12 @@ How the contract maps onto znodes
 * **last_index** is the znode's ``mzxid``, the id of the transaction that last
   wrote it. Zxids are unique across the whole ensemble and grow, so the index
   changes on every write and a key deleted and created again never gets an
-  old one back (a znode's ``version`` would restart at 0). The
-  compare-and-swap reads the node, compares ``mzxid`` and writes with the
-  node's ``version`` as the guard.
+  old one back (a znode's ``version`` would restart at 0). ZooKeeper can
+  only guard a write with a ``version``, so the compare-and-swap reads the
+  node, compares ``mzxid`` and writes with that ``version`` as the guard. A
+  stale ``previous`` never matches; the one gap left is a delete *and*
+  re-create by someone else between that read and that write (one round
+  trip), which the version guard cannot see.
 * **TTL is a session.** A key written with a ``ttl`` is an ephemeral znode: it
   lives while the writing store's session lives, and the server removes it
   when that session ends: at once on ``close()``, or once the session times
@@ -52,7 +55,13 @@ How the contract maps onto znodes
 * ``username``/``password`` authenticate with the ``digest`` scheme, and the
   znodes this store creates get an ACL that admits only that user.
 * ``Config.connection_timeout`` bounds the first connection and every call;
-  a call that cannot get through in time raises ``NotReachableError``.
+  a call that cannot get through in time raises ``NotReachableError``. (kazoo
+  keeps a request made while disconnected queued until it reconnects: a
+  write that timed out may still happen then, as with any network store.)
+  Writes whose answer was lost with the connection are retried when that is
+  harmless (``put``, ``delete``); for the atomic calls and lock creation the
+  store first looks whether the write landed.
+* ``is_dir`` changes nothing: any key can have keys below it.
 
 ``list`` and ``watch_tree`` read a whole subtree one level per round trip,
 every read of a level sent before the first answer is awaited, so a
