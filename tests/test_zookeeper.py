@@ -380,3 +380,15 @@ def test_watch_tree_converges_under_concurrent_writers(store: ZooKeeperStore) ->
     )
     watch.close()
     reader.join(timeout=SLACK)
+
+
+def test_bad_configuration_is_an_argument_error() -> None:
+    for addrs, config in (
+        ([], Config()),
+        (["127.0.0.1:99999"], Config()),
+        (["127.0.0.1:2181"], Config(options={"session_timeout": "soon"})),
+        (["127.0.0.1:2181"], Config(options={"session_timeout": "-1"})),
+        (["127.0.0.1:2181"], Config(connection_timeout=0)),
+    ):
+        with pytest.raises(kvstore.InvalidArgumentError):
+            kvstore.new_store("zk", addrs, config)
