@@ -222,7 +222,22 @@ def create(
 
 
 class Strategy(StrEnum):
+    """``manage --strategy``: the order in which nodes are tried for a new container."""
+
     spread = "spread"
+    binpack = "binpack"
+    random = "random"
+
+
+class SchedulerFilter(StrEnum):
+    """``manage --filter``: which nodes may take a new container (Swarm's default order)."""
+
+    health = "health"
+    port = "port"
+    containerslots = "containerslots"
+    dependency = "dependency"
+    affinity = "affinity"
+    constraint = "constraint"
 
 
 @app.command()
@@ -239,7 +254,23 @@ def manage(
             help="Listen on tcp://IP:PORT or unix:///path; repeatable.",
         ),
     ] = ["tcp://127.0.0.1:2375"],  # noqa: B006
-    strategy: Annotated[Strategy, typer.Option(help="Placement strategy for new containers.")] = Strategy.spread,
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            help="Placement of new containers: least reserved and fewest containers first (spread), "
+            "the most used node that still fits (binpack), or any that fits (random)."
+        ),
+    ] = Strategy.spread,
+    filter_: Annotated[
+        list[SchedulerFilter],
+        typer.Option(
+            "--filter",
+            "-f",
+            metavar="NAME",
+            help="Filter for new containers, repeatable: health, port, containerslots, dependency, affinity, "
+            "constraint.",
+        ),
+    ] = list(SchedulerFilter),  # noqa: B006 - typer reads the default
     heartbeat: Annotated[
         str, typer.Option(metavar="DURATION", help="How often polled discovery (file, token) is re-read.")
     ] = "60s",
@@ -314,7 +345,7 @@ def manage(
         listens=listens,
         options=options,
         strategy=strategy.value,
-        filters=["health"],
+        filters=list(dict.fromkeys(f.value for f in filter_)),
         server_ssl=server_context(files) if files else None,
         replication=_replication(source, replication, advertise, replication_ttl),
     )

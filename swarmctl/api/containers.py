@@ -12,7 +12,8 @@ from aiohttp import web
 
 from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
-from ..scheduler import NoNodeError, choose_engine
+from ..scheduler import ContainerRequest, ExpressionError, Scheduler
+from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
 from .filters import parse_filters
 from .proxy import error, forward, hijack
@@ -148,30 +149,47 @@ async def delete(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _scheduler(manager: Manager) -> Scheduler:
+    """The manager's strategy and filters; the cluster's rescheduler is told to use them too.
+
+    Telling the rescheduler here makes rescheduling work for every container
+    created through this manager even where the manager's start-up does not
+    attach it itself (attaching is idempotent).
+    """
+    rescheduler = manager.cluster.rescheduler
+    if rescheduler.manager is not manager:
+        rescheduler.attach(manager)
+    return Scheduler(manager.strategy, manager.filters)
+
+
 async def create(request: web.Request) -> web.StreamResponse:
-    """Place a new container with the scheduler, then create it on that node."""
+    """Place a new container with the scheduler, then create it on the first candidate that accepts it.
+
+    A rule that cannot be read (``-e constraint:node=x``) is the client's
+    error, 400, as the engine answers a bad configuration; no node for the
+    container is 500 with the reason, as Swarm answered.
+    """
     manager = manager_of(request)
-    body = await request.read()
     try:
-        config = json.loads(body or b"{}")
+        config = json.loads(await request.read() or b"{}")
+        wanted = ContainerRequest.from_body(config)
+    except ExpressionError as exc:
+        return _json_answer(400, json.dumps({"message": str(exc)}).encode())
     except ValueError:
-        return error(400, "invalid JSON in the container configuration")
-    name = request.query.get("name", "")
-    if name and any(
-        name.lstrip("/") in [n.lstrip("/") for n in c.get("Names") or []]
-        for e in manager.cluster.healthy()
-        for c in e.containers.values()
-    ):
-        return error(409, f'Conflict. The container name "/{name.lstrip("/")}" is already in use.')
-    try:
-        engine = choose_engine(manager, config)
-    except NoNodeError as exc:
-        return error(500, str(exc))
-    response = await forward(request, engine, body=body)
-    if response.status == 201 and isinstance(response, web.Response) and response.body:
-        created = json.loads(bytes(response.body))  # type: ignore[arg-type]
-        await engine.refresh_container(created["Id"])
-    return response
+        return _json_answer(400, b'{"message": "invalid JSON in the container configuration"}')
+    outcome = await placer_for(manager.cluster).create(
+        _scheduler(manager),
+        wanted,
+        request.query.get("name", ""),
+        path=f"{_version_prefix(request)}/containers/create",
+        query=request.rel_url.raw_query_string,
+    )
+    return _json_answer(outcome.status, outcome.body)
+
+
+def _json_answer(status: int, body: bytes) -> web.Response:
+    """Exactly ``application/json``: the docker CLI prints an error's ``message`` only then (no charset)."""
+    return web.Response(status=status, body=body, headers={"Content-Type": "application/json"})
 
 
 async def exec_create(request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ import aiohttp
 
 from .engine import REQUEST_TIMEOUT, Engine, EngineOptions
 from .events import EventBus
+from .reschedule import Rescheduler
 
 log = logging.getLogger("swarmctl.cluster")
 
@@ -34,6 +35,8 @@ class Cluster:
         self._session: aiohttp.ClientSession | None = None
         #: Bumped on every change of any engine (its cache, its state) and of the set of engines.
         self.version = 0
+        #: Moves containers off failed nodes (``reschedule:on-node-failure``).
+        self.rescheduler = Rescheduler(self)
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP client every engine shares (made on first use, inside the event loop)."""
@@ -63,6 +66,7 @@ class Cluster:
         added = [addr for addr in wanted if addr not in self.engines]
         for addr in added:
             engine = Engine(addr, self.bus, self.options, self.session, self._bump)
+            engine.on_state_change = self.rescheduler.engine_state_changed
             self.engines[addr] = engine
             engine.start()
         if added:

@@ -99,6 +99,8 @@ class Engine:
         #: engines must not mean a thousand connection pools.
         self._shared_session = session
         self._on_change = on_change
+        #: Called with (this engine, its previous state) when its state changes: the rescheduler's hook.
+        self.on_state_change: Callable[[Engine, str], None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -251,6 +253,7 @@ class Engine:
             self._changed()
             log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
             self._publish_engine_event("engine_connect")
+            self._state_changed(previous)
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
@@ -266,8 +269,13 @@ class Engine:
                 self.last_error,
             )
             self._publish_engine_event("engine_disconnect")
+            self._state_changed(HEALTHY)
         elif self.failures == 1 or self.state == HEALTHY:
             log.debug("engine %s (%s) did not answer: %s", self.name, self.addr, self.last_error)
+
+    def _state_changed(self, previous: str) -> None:
+        if self.on_state_change is not None:
+            self.on_state_change(self, previous)
 
     def _publish_engine_event(self, action: str) -> None:
         now = time.time()

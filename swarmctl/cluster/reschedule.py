@@ -1,0 +1,223 @@
+"""Rescheduling: when a node fails, its containers that asked for it are recreated on healthy nodes.
+
+A container asks with ``-e reschedule:on-node-failure`` (or the label
+``com.docker.swarm.reschedule-policies=["on-node-failure"]``). When its
+node turns Unhealthy (``--engine-failure-retry`` failures in a row), it is
+created again on another node, chosen by the manager's strategy and filters
+with the container's own constraints and affinities, from the node's last
+cached inspect data: same configuration, same name, same
+``com.docker.swarm.id``; and started if it was running.
+
+The node may come back (a partition heals, a host reboots) with the old
+copy. Two containers with one Swarm ID and one name would make the name
+ambiguous, so when a node turns Healthy, of every such pair the older copy
+(the original that was replaced) is removed, as Swarm did.
+
+Only the primary manager reschedules (replicas follow the same engines and
+would otherwise create every container twice), and only once it knows the
+manager's settings, given by :meth:`Rescheduler.attach`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from .engine import HEALTHY, UNHEALTHY
+
+if TYPE_CHECKING:
+    from ..api.context import Manager
+    from .cluster import Cluster
+    from .engine import Engine
+
+log = logging.getLogger("swarmctl.reschedule")
+
+
+def _policies(labels: dict[str, str]) -> list[str]:
+    from ..scheduler.request import RESCHEDULE_LABEL, label_list
+
+    with contextlib.suppress(ValueError):
+        return label_list(labels, RESCHEDULE_LABEL)
+    return []
+
+
+def wants_rescheduling(inspect: dict[str, Any]) -> bool:
+    from ..scheduler.request import ON_NODE_FAILURE
+
+    return ON_NODE_FAILURE in _policies((inspect.get("Config") or {}).get("Labels") or {})
+
+
+def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
+    """A ``POST /containers/create`` body that makes the container ``inspect`` describes again."""
+    config = dict(inspect.get("Config") or {})
+    host = dict(inspect.get("HostConfig") or {})
+    if config.get("Hostname") and str(inspect.get("Id", "")).startswith(str(config["Hostname"])):
+        del config["Hostname"]  # the engine's default (the old ID): let the new engine pick its own
+    if host.get("Links"):
+        # Inspect shows links resolved ("/db:/web/alias"); create takes "db:alias".
+        host["Links"] = [
+            f"{src.lstrip('/')}:{dst.rsplit('/', 1)[-1]}" if ":" in link else link
+            for link in host["Links"]
+            for src, _, dst in [link.partition(":")]
+        ]
+    return {**config, "HostConfig": host}
+
+
+def _created(inspect: dict[str, Any]) -> str:
+    """The creation time, comparable as text (Docker trims trailing zeros of the nanoseconds)."""
+    stamp = str(inspect.get("Created") or "").rstrip("Z")
+    whole, _, fraction = stamp.partition(".")
+    return f"{whole}.{fraction.ljust(9, '0')}"
+
+
+class Rescheduler:
+    """Watches the cluster's engines change state; recreates and cleans up containers as they do."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.manager: Manager | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def attach(self, manager: Manager) -> None:
+        """Reschedule with ``manager``'s strategy and filters (and only while it is the primary)."""
+        self.manager = manager
+
+    def _acting(self) -> bool:
+        manager = self.manager
+        if manager is None:
+            return False
+        role = getattr(manager, "role", None)
+        return not getattr(manager, "replicated", False) or bool(getattr(role, "primary", True))
+
+    def engine_state_changed(self, engine: Engine, previous: str) -> None:
+        """Called by the engine on every change of state (Pending, Healthy, Unhealthy)."""
+        if engine.state == UNHEALTHY and previous == HEALTHY:
+            work = self._reschedule_from
+        elif engine.state == HEALTHY:
+            work = self._remove_duplicates
+        else:
+            return
+        if not self._acting():
+            return
+        earlier = self._tasks.get(engine.addr)
+        task = asyncio.ensure_future(self._after(earlier, work(engine)))
+        self._tasks[engine.addr] = task
+        task.add_done_callback(lambda t: self._forget(engine.addr, t))
+
+    def _forget(self, addr: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(addr) is task:
+            del self._tasks[addr]
+
+    async def _after(self, earlier: asyncio.Task[None] | None, work: Any) -> None:
+        """One piece of work per engine at a time: a node back before its containers moved waits for them."""
+        if earlier is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await earlier
+        try:
+            await work
+        except Exception:
+            log.exception("rescheduling failed")
+
+    async def wait(self) -> None:
+        """Until the work started so far is done (for tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # -- a node failed -----------------------------------------------------------------
+    async def _reschedule_from(self, engine: Engine) -> None:
+        from ..scheduler import ContainerRequest, ExpressionError, Scheduler
+        from ..scheduler.placement import placer_for
+
+        movers = [(cid, inspect) for cid, inspect in list(engine.inspects.items()) if wants_rescheduling(inspect)]
+        if not movers or self.manager is None:
+            return
+        log.info("node %s (%s) failed: rescheduling %d container(s)", engine.name, engine.addr, len(movers))
+        scheduler = Scheduler(self.manager.strategy, self.manager.filters)
+        placer = placer_for(self.cluster)
+        for cid, inspect in movers:
+            if engine.healthy:
+                log.info("node %s is back: its containers stay", engine.name)
+                return
+            name = str(inspect.get("Name") or "").lstrip("/")
+            try:
+                request = ContainerRequest.from_body(create_body(inspect))
+            except ExpressionError as exc:
+                log.error("cannot reschedule container %s (%s): %s", name, cid[:12], exc)
+                continue
+            outcome = await placer.create(scheduler, request, name, exclude={engine.addr})
+            if outcome.status != 201 or outcome.engine is None:
+                log.error(
+                    "cannot reschedule container %s (%s) from %s: %s", name, cid[:12], engine.name, outcome.message
+                )
+                continue
+            target = outcome.engine
+            log.info(
+                "rescheduled container %s (%s) from %s to %s as %s",
+                name,
+                cid[:12],
+                engine.name,
+                target.name,
+                outcome.container_id[:12],
+            )
+            if (inspect.get("State") or {}).get("Running"):
+                await self._start(target, outcome.container_id, name)
+
+    async def _start(self, engine: Engine, cid: str, name: str) -> None:
+        try:
+            async with engine.request("POST", f"/containers/{cid}/start") as response:
+                if response.status >= 300:
+                    text = (await response.read()).decode(errors="replace")
+                    log.error("rescheduled container %s did not start on %s: %s", name, engine.name, text)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.error("rescheduled container %s did not start on %s: %s", name, engine.name, exc)
+        with contextlib.suppress(Exception):
+            await engine.refresh_container(cid)
+
+    # -- a node is (back) in service -------------------------------------------------------
+    async def _remove_duplicates(self, engine: Engine) -> None:
+        """Of two copies of one rescheduled container, remove the older (the one replaced)."""
+        from ..scheduler.request import ID_LABEL
+
+        here = {
+            str(inspect["Config"]["Labels"][ID_LABEL]): (cid, inspect)
+            for cid, inspect in list(engine.inspects.items())
+            if wants_rescheduling(inspect) and ID_LABEL in ((inspect.get("Config") or {}).get("Labels") or {})
+        }
+        if not here:
+            return
+        for other in self.cluster.healthy():
+            if other is engine:
+                continue
+            for cid, inspect in list(other.inspects.items()):
+                swarm_id = ((inspect.get("Config") or {}).get("Labels") or {}).get(ID_LABEL)
+                if swarm_id not in here:
+                    continue
+                mine_id, mine = here[swarm_id]
+                if _created(mine) < _created(inspect):
+                    await self._remove(engine, mine_id, mine, other)
+                else:
+                    await self._remove(other, cid, inspect, engine)
+
+    async def _remove(self, engine: Engine, cid: str, inspect: dict[str, Any], kept_on: Engine) -> None:
+        name = str(inspect.get("Name") or "").lstrip("/")
+        log.info(
+            "container %s (%s) on %s was rescheduled to %s: removing this old copy",
+            name,
+            cid[:12],
+            engine.name,
+            kept_on.name,
+        )
+        try:
+            async with engine.request("DELETE", f"/containers/{cid}?force=1&v=0") as response:
+                if response.status >= 300 and response.status != 404:
+                    text = (await response.read()).decode(errors="replace")
+                    log.error("could not remove the old copy of %s on %s: %s", name, engine.name, text)
+                    return
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.error("could not remove the old copy of %s on %s: %s", name, engine.name, exc)
+            return
+        engine.forget_container(cid)

@@ -1,0 +1,183 @@
+"""A node as the scheduler sees it: totals, what its containers reserve, names, ports, images.
+
+Read from the engine's cache (no round trip), and kept per engine until the
+engine's ``generation`` changes, so that placing a container among a
+thousand nodes does not re-add every node's containers each time. The parts
+only some filters need (container names, ports) are computed on first use.
+
+Containers being created right now (*pending*: chosen, not yet in the
+engine's cache) are added on top with :meth:`Node.plus`, so that two
+``docker run`` at once cannot both take the last slot, port or gigabyte.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from .request import ContainerRequest, requested_ports
+
+if TYPE_CHECKING:
+    from ..cluster.engine import Engine
+
+
+def _proto(port: str) -> str:
+    return port.split("/", 1)[1] if "/" in port else "tcp"
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """The few facts about one container that filters ask about."""
+
+    id: str
+    names: tuple[str, ...]
+    labels: dict[str, str]
+    #: ``(protocol, host IP, host port)`` it holds or will hold on the node.
+    ports: tuple[tuple[str, str, str], ...]
+
+
+@dataclass
+class Node:
+    """One engine's schedulable state (a snapshot; cheap to copy)."""
+
+    #: Weak, so that the snapshot cache does not keep engines that left the cluster alive.
+    ref: weakref.ReferenceType[Engine]
+    name: str
+    id: str
+    healthy: bool
+    labels: dict[str, str]
+    total_cpus: float
+    total_memory: int
+    used_cpus: float
+    used_memory: int
+    container_count: int
+    #: Requests placed here but not yet in the engine's cache.
+    pending: tuple[ContainerRequest, ...] = ()
+    _facts: list[ContainerFacts] | None = field(default=None, repr=False)
+    _has_image: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, engine: Engine) -> Node:
+        """The engine's node, reused while its cache is unchanged."""
+        cached = _CACHE.get(engine)
+        if cached is not None and cached[0] == engine.generation:
+            return cached[1]
+        cpus, memory = engine.reserved()
+        node = cls(
+            ref=weakref.ref(engine),
+            name=engine.name,
+            id=engine.id,
+            healthy=engine.healthy,
+            labels=engine.labels,
+            total_cpus=float(engine.ncpu),
+            total_memory=engine.memory,
+            used_cpus=cpus,
+            used_memory=memory,
+            container_count=len(engine.containers),
+        )
+        _CACHE[engine] = (engine.generation, node)
+        return node
+
+    def plus(self, pending: list[ContainerRequest]) -> Node:
+        """This node with ``pending`` requests counted as if they were already its containers."""
+        if not pending:
+            return self
+        return replace(
+            self,
+            used_cpus=self.used_cpus + sum(r.cpus for r in pending),
+            used_memory=self.used_memory + sum(r.memory for r in pending),
+            container_count=self.container_count + len(pending),
+            pending=self.pending + tuple(pending),
+            _facts=self._facts,
+            _has_image=self._has_image,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        engine = self.ref()
+        if engine is None:  # cannot happen while the cluster that scheduled it holds it
+            raise ReferenceError(f"node {self.name} is gone")
+        return engine
+
+    # -- container facts, for the affinity, dependency and port filters ------------------
+    @property
+    def containers(self) -> list[ContainerFacts]:
+        if self._facts is None:
+            self._facts = _container_facts(self.engine)
+        return self._facts
+
+    @cached_property
+    def container_names(self) -> frozenset[str]:
+        """Every name and ID a container here answers to (name, ``node/name``, full and short ID)."""
+        found: set[str] = set()
+        for c in self.containers:
+            found.update((c.id, c.id[:12], *c.names, *(f"{self.name}/{n}" for n in c.names)))
+        return frozenset(found)
+
+    def has_container(self, ref: str) -> bool:
+        ref = ref.lstrip("/")
+        if "/" in ref:
+            node, _, ref = ref.partition("/")
+            if node != self.name:
+                return False
+        return any(ref in c.names or c.id == ref or (len(ref) >= 12 and c.id.startswith(ref)) for c in self.containers)
+
+    @cached_property
+    def used_ports(self) -> set[tuple[str, str, str]]:
+        ports = {p for c in self.containers for p in c.ports}
+        for request in self.pending:
+            ports |= {(_proto(port), ip, host_port) for port, ip, host_port in request.ports}
+        return ports
+
+    @cached_property
+    def image_names(self) -> frozenset[str]:
+        """Every way to name an image here: IDs (with and without ``sha256:``, short), ``repo:tag``, ``repo``."""
+        found: set[str] = set()
+        for image in self.engine.images:
+            image_id = str(image.get("Id", ""))
+            bare = image_id.removeprefix("sha256:")
+            found.update((image_id, bare, bare[:12]))
+            for tag in image.get("RepoTags") or []:
+                if tag and tag != "<none>:<none>":
+                    found.update((tag, tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag))
+        return frozenset(found)
+
+    def has_image(self, ref: str) -> bool:
+        """Whether the image is here; remembered with the snapshot, as ``docker run`` repeats images."""
+        if not ref:
+            return False
+        known = self._has_image.get(ref)
+        if known is None:
+            from ..cluster.cluster import image_matches
+
+            known = self._has_image[ref] = image_matches(self.engine, ref)
+        return known
+
+
+def _container_facts(engine: Engine) -> list[ContainerFacts]:
+    facts = []
+    for cid, summary in engine.containers.items():
+        inspect: dict[str, Any] = engine.inspects.get(cid) or {}
+        host = inspect.get("HostConfig") or {}
+        config = inspect.get("Config") or {}
+        ports = {(_proto(port), ip, host_port) for port, ip, host_port in requested_ports(config, host)}
+        for port, bindings in ((inspect.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            for binding in bindings or []:
+                if binding and binding.get("HostPort"):
+                    ports.add((_proto(port), str(binding.get("HostIp") or ""), str(binding["HostPort"])))
+        names = tuple(str(n).lstrip("/") for n in summary.get("Names") or [] if "/" not in str(n).lstrip("/"))
+        facts.append(
+            ContainerFacts(
+                id=cid,
+                names=names,
+                labels=dict(summary.get("Labels") or config.get("Labels") or {}),
+                ports=tuple(sorted(ports)),
+            )
+        )
+    return facts
+
+
+#: Engine -> (its generation, its node); weak so that engines that leave are forgotten.
+_CACHE: weakref.WeakKeyDictionary[Engine, tuple[int, Node]] = weakref.WeakKeyDictionary()

@@ -1,0 +1,211 @@
+"""Creating a container where the scheduler says, falling back to the next candidate when that fails.
+
+The scheduler decides from cached state, which can be a moment behind: the
+chosen node may have just died, or lost the image, or lack something only
+the engine checks (a runtime, a device). So the create is tried on the
+candidates in order, at most :data:`CREATE_TRIES` of them:
+
+- a node that cannot be reached is reported to its engine (which checks it
+  at once) and the next candidate is tried;
+- a node without the image (Docker's 404 "No such image") sends the create
+  to the next candidates that have the image; when none does, the 404 goes
+  back to the client, and the docker CLI pulls (on every node, through the
+  manager) and creates again, as it does with one engine, unless the user
+  said ``--pull never``;
+- a name already taken on that engine (409) is the user's error: returned;
+- any other refusal tries the next candidate, and the first refusal is
+  returned if none accepts.
+
+One :class:`Placer` serves a cluster (see :func:`placer_for`), so that the
+API's creates and the rescheduler's see each other's containers in flight
+(:attr:`Placer.pending`): two ``docker run`` at once cannot both take the
+last slot, port or gigabyte of a node, nor the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import aiohttp
+
+from . import NoNodeError, Scheduler, nodes_of
+from .request import ContainerRequest
+
+if TYPE_CHECKING:
+    from ..cluster.cluster import Cluster
+    from ..cluster.engine import Engine
+
+log = logging.getLogger("swarmctl.scheduler")
+
+#: Nodes tried for one create before giving up (Swarm tried one, and one more with image affinity).
+CREATE_TRIES = 3
+
+
+def _message(text: str) -> bytes:
+    return json.dumps({"message": text}).encode()
+
+
+@dataclass
+class Outcome:
+    """The answer to give the client: the engine's own, or ours."""
+
+    status: int
+    body: bytes
+    engine: Engine | None = None
+    container_id: str = ""
+
+    @property
+    def message(self) -> str:
+        try:
+            return str(json.loads(self.body).get("message", ""))
+        except (ValueError, AttributeError):
+            return self.body.decode(errors="replace")
+
+
+def _no_such_image(status: int, body: bytes) -> bool:
+    if status != 404:
+        return False
+    try:
+        message = str(json.loads(body).get("message", ""))
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace")
+    return "image" in message.lower()
+
+
+class Placer:
+    """Creates containers on a cluster's nodes, keeping track of the creates in flight."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = weakref.ref(cluster)  # weak: the registry below must not keep clusters alive
+        #: Engine address -> requests being created there (counted by the scheduler as if created).
+        self.pending: dict[str, list[ContainerRequest]] = {}
+        self._names: set[str] = set()
+
+    @property
+    def cluster(self) -> Cluster:
+        cluster = self._cluster()
+        if cluster is None:
+            raise ReferenceError("the cluster is gone")
+        return cluster
+
+    def name_taken(self, name: str) -> bool:
+        """A name in use on a healthy node, or being given right now."""
+        name = name.lstrip("/")
+        if name in self._names:
+            return True
+        return any(
+            name in (n.lstrip("/") for n in c.get("Names") or [])
+            for engine in self.cluster.healthy()
+            for c in engine.containers.values()
+        )
+
+    def candidates(self, scheduler: Scheduler, request: ContainerRequest, exclude: Iterable[str] = ()) -> list[Engine]:
+        """The engines that may take ``request``, best first; :class:`NoNodeError` if none."""
+        skip = set(exclude)
+        engines = [e for e in self.cluster.engines.values() if e.addr not in skip]
+        return [node.engine for node in scheduler.select(request, nodes_of(engines, self.pending))]
+
+    async def create(
+        self,
+        scheduler: Scheduler,
+        request: ContainerRequest,
+        name: str = "",
+        *,
+        path: str = "/containers/create",
+        query: str | None = None,
+        exclude: Iterable[str] = (),
+    ) -> Outcome:
+        """Choose the node and create the container there (or on the next candidate)."""
+        name = name.lstrip("/")
+        if name and self.name_taken(name):
+            return Outcome(409, _message(f'Conflict. The container name "/{name}" is already in use.'))
+        try:
+            candidates = self.candidates(scheduler, request, exclude)
+        except NoNodeError as exc:
+            return Outcome(500, _message(str(exc)))
+        if query is None:
+            query = f"name={quote(name)}" if name else ""
+        url = f"{path}?{query}" if query else path
+        if name:
+            self._names.add(name)
+        try:
+            return await self._try(candidates, request, url)
+        finally:
+            self._names.discard(name)
+
+    async def _try(self, candidates: list[Engine], request: ContainerRequest, url: str) -> Outcome:
+        refused: Outcome | None = None
+        image_missing: Outcome | None = None
+        queue = list(candidates)
+        for _ in range(CREATE_TRIES):
+            if not queue:
+                break
+            engine = queue.pop(0)
+            outcome = await self._create_on(engine, request, url)
+            if outcome.status == 201:
+                return outcome
+            log.info("create on %s (%s) failed (%d: %s)", engine.name, engine.addr, outcome.status, outcome.message)
+            if outcome.status == 409:
+                return outcome
+            if _no_such_image(outcome.status, outcome.body):
+                image_missing = image_missing or outcome
+                image = request.image
+                queue = [e for e in queue if _has_image(e, image)]
+                continue
+            refused = refused or outcome
+        result = image_missing or refused
+        assert result is not None, "no candidate was tried"
+        return result
+
+    async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
+        held = self.pending.setdefault(engine.addr, [])
+        held.append(request)
+        try:
+            try:
+                async with engine.request(
+                    "POST", url, data=json.dumps(request.body).encode(), headers={"Content-Type": "application/json"}
+                ) as response:
+                    status, body = response.status, await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                engine.report_failure(exc)
+                reason = f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}"
+                return Outcome(500, _message(reason), engine)
+            if status != 201:
+                return Outcome(status, body, engine)
+            try:
+                container_id = str(json.loads(body)["Id"])
+            except (ValueError, KeyError, TypeError):
+                return Outcome(status, body, engine)  # created, but we cannot tell which: pass it on as is
+            # Into the cache before answering: `docker run` inspects it next, and the
+            # scheduler must count it before the pending entry goes.
+            with contextlib.suppress(Exception):
+                await engine.refresh_container(container_id)
+            return Outcome(201, body, engine, container_id)
+        finally:
+            held.remove(request)
+            if not held:
+                self.pending.pop(engine.addr, None)
+
+
+def _has_image(engine: Engine, image: str) -> bool:
+    from ..cluster.cluster import image_matches
+
+    return bool(image) and image_matches(engine, image)
+
+
+_PLACERS: weakref.WeakKeyDictionary[Cluster, Placer] = weakref.WeakKeyDictionary()
+
+
+def placer_for(cluster: Cluster) -> Placer:
+    """The cluster's one placer (made on first use): every create on a cluster goes through it."""
+    placer = _PLACERS.get(cluster)
+    if placer is None:
+        placer = _PLACERS[cluster] = Placer(cluster)
+    return placer

@@ -1,0 +1,161 @@
+"""A container to place: the create body, with what Swarm reads from it pulled out once.
+
+Swarm users write placement rules as environment entries
+(``-e constraint:node==node1``, ``-e affinity:container==web``,
+``-e reschedule:on-node-failure``) or as labels holding JSON lists
+(``com.docker.swarm.constraints``, ``com.docker.swarm.affinities``,
+``com.docker.swarm.reschedule-policies``). As Swarm did, the environment
+entries are taken out of ``Env`` (the container never sees them) and recorded
+in those labels, so that they survive on the engine: ``docker inspect`` shows
+them, and rescheduling reads them back from the container's labels. Every
+container also gets a ``com.docker.swarm.id`` label, the identity that
+follows it when it is recreated elsewhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from .expressions import Expression, ExpressionError, parse_all
+
+NAMESPACE = "com.docker.swarm"
+CONSTRAINTS_LABEL = f"{NAMESPACE}.constraints"
+AFFINITIES_LABEL = f"{NAMESPACE}.affinities"
+RESCHEDULE_LABEL = f"{NAMESPACE}.reschedule-policies"
+ID_LABEL = f"{NAMESPACE}.id"
+
+ON_NODE_FAILURE, OFF = "on-node-failure", "off"
+_ENV_KEYS = {"constraint": CONSTRAINTS_LABEL, "affinity": AFFINITIES_LABEL, "reschedule": RESCHEDULE_LABEL}
+
+
+def label_list(labels: dict[str, str], key: str) -> list[str]:
+    """A Swarm label's list: JSON (as Swarm writes it) or, leniently, one bare entry."""
+    raw = labels.get(key)
+    if raw is None or not raw.strip():
+        return []
+    if not raw.lstrip().startswith("["):
+        return [raw.strip()]
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ExpressionError(f'invalid label {key}={raw}: expected a JSON list of strings, e.g. ["node==node1"]')
+    return value
+
+
+def _resources(host: dict[str, Any], config: dict[str, Any]) -> tuple[float, int]:
+    """CPUs and memory reserved: ``--cpus`` (NanoCpus) or ``-c`` shares (1024 = one CPU), and ``-m``.
+
+    The same reading as :meth:`Engine.reserved`, so what a container asks
+    for here is what it is counted for once it runs.
+    """
+    nano = int(host.get("NanoCpus") or 0)
+    shares = int(host.get("CpuShares") or config.get("CpuShares") or 0)
+    cpus = nano / 1e9 if nano else shares / 1024
+    memory = int(host.get("Memory") or config.get("Memory") or 0)
+    return cpus, memory
+
+
+@dataclass
+class ContainerRequest:
+    """What the scheduler needs to know about a container, read once from its create body."""
+
+    #: The create body as it goes to the engine: Swarm's env entries moved into labels.
+    body: dict[str, Any]
+    constraints: list[Expression] = field(default_factory=list)
+    affinities: list[Expression] = field(default_factory=list)
+    reschedule: str = OFF
+    cpus: float = 0.0
+    memory: int = 0
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ContainerRequest:
+        """Read a ``POST /containers/create`` body; :class:`ExpressionError` for a malformed rule."""
+        if not isinstance(body, dict):
+            raise ExpressionError("the container configuration must be a JSON object")
+        body = copy.deepcopy(body)
+        labels: dict[str, str] = dict(body.get("Labels") or {})
+        lists = {label: label_list(labels, label) for label in _ENV_KEYS.values()}
+        env: list[str] = []
+        for entry in body.get("Env") or []:
+            key, sep, value = str(entry).partition(":")
+            if sep and key in _ENV_KEYS:
+                lists[_ENV_KEYS[key]].append(value)
+            else:
+                env.append(entry)
+        if body.get("Env") is not None:
+            body["Env"] = env
+        constraints = parse_all(lists[CONSTRAINTS_LABEL], "constraint")
+        affinities = parse_all(lists[AFFINITIES_LABEL], "affinity")
+        policies = list(dict.fromkeys(p.strip() for p in lists[RESCHEDULE_LABEL]))
+        if len(policies) > 1:
+            raise ExpressionError(f"too many reschedule policies: {', '.join(policies)} (give one)")
+        if policies and policies[0] not in (ON_NODE_FAILURE, OFF):
+            raise ExpressionError(f"invalid reschedule policy {policies[0]!r}: expected on-node-failure or off")
+        for label, values in lists.items():
+            if values:
+                labels[label] = json.dumps(values, separators=(",", ":"))
+        labels.setdefault(ID_LABEL, secrets.token_hex(32))
+        body["Labels"] = labels
+        cpus, memory = _resources(body.get("HostConfig") or {}, body)
+        return cls(body, constraints, affinities, policies[0] if policies else OFF, cpus, memory)
+
+    # -- what the filters look at ---------------------------------------------------
+    @property
+    def host_config(self) -> dict[str, Any]:
+        return dict(self.body.get("HostConfig") or {})
+
+    @property
+    def image(self) -> str:
+        return str(self.body.get("Image") or "")
+
+    @property
+    def swarm_id(self) -> str:
+        return str(self.body["Labels"][ID_LABEL])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.body.get("Labels") or {})
+
+    @cached_property
+    def ports(self) -> list[tuple[str, str, str]]:
+        """Host ports asked for: ``(port/proto, host IP, host port)``; in host networking, the exposed ports."""
+        return requested_ports(self.body, self.host_config)
+
+    @cached_property
+    def dependencies(self) -> list[tuple[str, str]]:
+        """Containers that must share the node: ``(flag as the user wrote it, container name)``."""
+        host = self.host_config
+        found: list[tuple[str, str]] = []
+        for entry in host.get("VolumesFrom") or []:
+            found.append((f"--volumes-from={entry}", str(entry).split(":", 1)[0]))
+        for entry in host.get("Links") or []:
+            found.append((f"--link={entry}", str(entry).split(":", 1)[0].lstrip("/")))
+        for flag, mode_key in (("--net", "NetworkMode"), ("--pid", "PidMode"), ("--ipc", "IpcMode")):
+            mode = str(host.get(mode_key) or "")
+            if mode.startswith("container:"):
+                found.append((f"{flag}={mode}", mode.removeprefix("container:")))
+        return found
+
+    @property
+    def wants_resources(self) -> bool:
+        return self.cpus > 0 or self.memory > 0
+
+
+def requested_ports(config: dict[str, Any], host: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The host ports a container (create body or inspect ``Config``) binds, for the port filter."""
+    if str(host.get("NetworkMode") or "") == "host":
+        return [(str(port), "", str(port).split("/", 1)[0]) for port in config.get("ExposedPorts") or {}]
+    found = []
+    for port, bindings in (host.get("PortBindings") or {}).items():
+        for binding in bindings or []:
+            host_port = str((binding or {}).get("HostPort") or "")
+            if host_port:
+                found.append((str(port), str(binding.get("HostIp") or ""), host_port))
+    return found
