@@ -9,6 +9,7 @@ Debian's static busybox and imported into each node.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,10 +185,24 @@ class DockerNode:
         a real host) is gone too; a containerd that finds its dead shims'
         state there never comes up again.
         """
+        orphans = self._container_pids()
         if self.process is not None:
             self.process.kill()
         self._kill_leftovers()
+        for pid in orphans:  # a container's first process: killing it ends its whole PID namespace
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(self.root / "exec")], check=False, capture_output=True)
+
+    def _container_pids(self) -> list[int]:
+        """The host PIDs of this node's running containers (they outlive a killed dockerd and its shims)."""
+        if self.process is None or not self.process.running:
+            return []
+        ids = self.docker("ps", "-q", timeout=20).stdout.split()
+        if not ids:
+            return []
+        found = self.docker("inspect", "-f", "{{.State.Pid}}", *[i.decode() for i in ids], timeout=20)
+        return [int(pid) for pid in found.stdout.split() if pid.isdigit() and int(pid) > 0]
 
     def stop(self) -> None:
         if self.process is not None:
