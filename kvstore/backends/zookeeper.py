@@ -101,6 +101,7 @@ from ..errors import (
     KVStoreError,
     NotReachableError,
 )
+from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
 from .zookeeper_lock import ZooKeeperLock
 from .zookeeper_session import (
@@ -154,7 +155,7 @@ class ZooKeeperStore(Store):
         if not self.connection_timeout > 0:
             raise InvalidArgumentError(f"connection_timeout must be positive, not {self.connection_timeout!r}")
         options = self.config.options
-        self.session_timeout = _float_option(options, "session_timeout", DEFAULT_SESSION_TIMEOUT)
+        self.session_timeout = positive_number("zk", options, "session_timeout", DEFAULT_SESSION_TIMEOUT)
         self._tls = _tls_arguments(self.config, options)
         self._auth: tuple[str, str] | None = None
         self._acl: list[Any] | None = None
@@ -659,19 +660,6 @@ class ZooKeeperStore(Store):
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-def _float_option(options: dict[str, str], name: str, default: float) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"zk option {name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise InvalidArgumentError(f"zk option {name}={raw!r} must be positive")
-    return value
 
 
 def _tls_arguments(config: Config, options: dict[str, str]) -> dict[str, Any]:
