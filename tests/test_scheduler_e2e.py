@@ -11,6 +11,7 @@ user reads it, from ``docker ps`` names (``node/name``) through the manager.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker as dk
-from tests.support.process import wait_for
+from tests.support.process import free_port, wait_for
 from tests.support.swarm import run_swarmctl
 from tests.test_manage import Manager
 
@@ -91,8 +92,9 @@ def manager(tmp_path_factory: pytest.TempPathFactory, cluster_file: Path) -> Ite
     made.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def binpack(tmp_path_factory: pytest.TempPathFactory, cluster_file: Path) -> Iterator[Manager]:
+    """A second manager, for its class only: two managers (without replication) would both reschedule."""
     made = _start(tmp_path_factory.mktemp("binpack"), cluster_file, "--strategy", "binpack")
     yield made
     made.stop()
@@ -131,11 +133,10 @@ def wait_image(manager: Manager, tag: str) -> None:
     )
 
 
-def test_info_shows_the_strategy_and_filters(manager: Manager, binpack: Manager) -> None:
+def test_info_shows_the_strategy_and_filters(manager: Manager) -> None:
     info = manager.info()
     assert info["Strategy"] == "spread"
     assert info["Filters"] == "health, port, containerslots, dependency, affinity, constraint"
-    assert binpack.info()["Strategy"] == "binpack"
     assert "containerslots=3" in manager.ok("info")
 
 
@@ -148,21 +149,24 @@ def test_spread_six_on_three_nodes_and_least_reserved_first(manager: Manager, cl
     assert {create(manager, "r1", "-m", "1g"), create(manager, "r2", "-m", "1g")} == {"node2", "node3"}
 
 
-def test_binpack_fills_one_node_until_it_is_full(binpack: Manager, clean: None) -> None:
-    order = [create(binpack, f"b{n}", "-m", "10g") for n in range(6)]
-    # 24 GiB nodes hold two 10 GiB containers: pairs, each on a node of its own.
-    assert order[0] == order[1] and order[2] == order[3] and order[4] == order[5], order
-    assert len({order[0], order[2], order[4]}) == 3, order
-    message = refused(binpack, "create", "-m", "10g", dk.IMAGE, "true")
-    assert "no resources available to schedule container: it reserves 10 GiB of memory" in message
-    assert "Reserved Memory: 20 GiB" in binpack.ok("info")
+class TestBinpack:
+    def test_info(self, binpack: Manager) -> None:
+        assert binpack.info()["Strategy"] == "binpack"
 
+    def test_fills_one_node_until_it_is_full(self, binpack: Manager, clean: None) -> None:
+        order = [create(binpack, f"b{n}", "-m", "10g") for n in range(6)]
+        # 24 GiB nodes hold two 10 GiB containers: pairs, each on a node of its own.
+        assert order[0] == order[1] and order[2] == order[3] and order[4] == order[5], order
+        assert len({order[0], order[2], order[4]}) == 3, order
+        message = refused(binpack, "create", "-m", "10g", dk.IMAGE, "true")
+        assert "no resources available to schedule container: it reserves 10 GiB of memory" in message
+        assert "Reserved Memory: 20 GiB" in binpack.ok("info")
 
-def test_binpack_stops_at_containerslots(binpack: Manager, clean: None) -> None:
-    # Nothing reserved: binpack piles onto the node with the most containers; node1 holds 3.
-    order = [create(binpack, f"p{n}") for n in range(5)]
-    assert order[:3] == ["node1"] * 3, order
-    assert order[3] == order[4] != "node1", order
+    def test_stops_at_containerslots(self, binpack: Manager, clean: None) -> None:
+        # Nothing reserved: binpack piles onto the node with the most containers; node1 holds 3.
+        order = [create(binpack, f"p{n}") for n in range(5)]
+        assert order[:3] == ["node1"] * 3, order
+        assert order[3] == order[4] != "node1", order
 
 
 def test_nothing_fits_is_refused_naming_the_resource(manager: Manager, clean: None) -> None:
@@ -286,6 +290,40 @@ def test_failed_create_tries_the_next_candidate(manager: Manager, nodes: list[dk
     assert nodes[1].docker("rmi", "only2:1").returncode == 0
 
 
+def test_unreachable_candidate_is_skipped(nodes: list[dk.DockerNode]) -> None:
+    """The placer on its own: a node that answered once and died since is passed over for the next."""
+    from swarmctl.cluster.cluster import Cluster
+    from swarmctl.cluster.engine import HEALTHY, Engine, EngineOptions
+    from swarmctl.scheduler import ContainerRequest, Scheduler
+    from swarmctl.scheduler.placement import placer_for
+
+    async def scenario() -> tuple[int, str, str]:
+        cluster = Cluster(EngineOptions())
+        try:
+            live = Engine(nodes[1].addr, cluster.bus, cluster.options, cluster.session)
+            await live.refresh()
+            # Its cache says Healthy with the same image; its port is closed (nothing listens).
+            dead = Engine(f"127.0.0.1:{free_port()}", cluster.bus, cluster.options, cluster.session)
+            dead.info = {**live.info, "Name": "ghost", "ID": "ghost"}
+            dead.images = live.images
+            live.state = dead.state = HEALTHY
+            cluster.engines = {dead.addr: dead, live.addr: live}
+            request = ContainerRequest.from_body({"Image": dk.IMAGE, "Cmd": ["true"]})
+            placer = placer_for(cluster)
+            assert [e.name for e in placer.candidates(Scheduler(), request)] == ["ghost", "node2"]
+            outcome = await placer.create(Scheduler(), request, "via-placer")
+            return outcome.status, outcome.engine.name if outcome.engine else "", dead.last_error
+        finally:
+            await cluster.close()
+
+    try:
+        status, where, dead_error = asyncio.run(scenario())
+        assert (status, where) == (201, "node2")
+        assert dead_error  # the dead node was tried, and told so
+    finally:
+        nodes[1].docker("rm", "-f", "via-placer")
+
+
 def test_filter_and_strategy_options(nodes: list[dk.DockerNode], cluster_file: Path, tmp_path: Path) -> None:
     assert run_swarmctl("manage", "--filter", "whitelist", f"file://{cluster_file}").returncode == 2
     assert run_swarmctl("manage", "--strategy", "fill", f"file://{cluster_file}").returncode == 2
@@ -326,15 +364,17 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
         assert moved["Config"]["Labels"]["com.docker.swarm.id"] == swarm_id
         assert moved["Config"]["Cmd"] == ["sleep", "300"]
         assert "plain" not in placed(manager)  # it did not ask to be rescheduled
+        now = placed(manager)
     finally:
         victim.start()
     manager.wait_nodes(dict.fromkeys(sorted(ALL), "Healthy"))
     # The node is back with the old copies: they go, the rescheduled ones stay.
+    expected = sorted([f"{now['keeper']}/keeper", f"{now['idle']}/idle", "node2/plain"])
     wait_for(
-        lambda: sorted(manager.ok("ps", "-a", "--format", "{{.Names}}").split())
-        == sorted([f"{placed(manager)['keeper']}/keeper", f"{placed(manager)['idle']}/idle", "node2/plain"]),
+        lambda: sorted(manager.ok("ps", "-a", "--format", "{{.Names}}").split()) == expected,
         60,
-        "the old copies removed from node2",
+        f"only {expected} listed",
         interval=0.3,
     )
     assert manager.ok("inspect", "-f", "{{.State.Status}}", "keeper").strip() == "running"
+    assert manager.ok("inspect", "-f", "{{.State.Status}}", "node2/plain").strip() == "exited"

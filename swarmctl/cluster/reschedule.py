@@ -148,6 +148,10 @@ class Rescheduler:
             except ExpressionError as exc:
                 log.error("cannot reschedule container %s (%s): %s", name, cid[:12], exc)
                 continue
+            elsewhere = self._copy_of(request.swarm_id, engine)
+            if elsewhere is not None:  # e.g. by another manager watching the same nodes
+                log.info("container %s (%s) is already on %s", name, cid[:12], elsewhere.name)
+                continue
             outcome = await placer.create(scheduler, request, name, exclude={engine.addr})
             if outcome.status != 201 or outcome.engine is None:
                 log.error(
@@ -165,6 +169,18 @@ class Rescheduler:
             )
             if (inspect.get("State") or {}).get("Running"):
                 await self._start(target, outcome.container_id, name)
+
+    def _copy_of(self, swarm_id: str, failed: Engine) -> Engine | None:
+        """A healthy node that already holds a container with this Swarm ID."""
+        from ..scheduler.request import ID_LABEL
+
+        for other in self.cluster.healthy():
+            if other is not failed and any(
+                ((inspect.get("Config") or {}).get("Labels") or {}).get(ID_LABEL) == swarm_id
+                for inspect in other.inspects.values()
+            ):
+                return other
+        return None
 
     async def _start(self, engine: Engine, cid: str, name: str) -> None:
         try:

@@ -118,7 +118,7 @@ def _affinity_subject(expression: Expression, node: Node) -> Collection[str]:
         return node.container_names
     if expression.key == "image":
         return node.image_names
-    return [c.labels[expression.key] for c in node.containers if expression.key in c.labels]
+    return node.container_labels(expression.key)
 
 
 def affinity(request: ContainerRequest, nodes: list[Node], soft: bool) -> list[Node]:

@@ -27,17 +27,6 @@ def _proto(port: str) -> str:
     return port.split("/", 1)[1] if "/" in port else "tcp"
 
 
-@dataclass(frozen=True)
-class ContainerFacts:
-    """The few facts about one container that filters ask about."""
-
-    id: str
-    names: tuple[str, ...]
-    labels: dict[str, str]
-    #: ``(protocol, host IP, host port)`` it holds or will hold on the node.
-    ports: tuple[tuple[str, str, str], ...]
-
-
 @dataclass
 class Node:
     """One engine's schedulable state (a snapshot; cheap to copy)."""
@@ -55,7 +44,6 @@ class Node:
     container_count: int
     #: Requests placed here but not yet in the engine's cache.
     pending: tuple[ContainerRequest, ...] = ()
-    _facts: list[ContainerFacts] | None = field(default=None, repr=False)
     _has_image: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -90,7 +78,6 @@ class Node:
             used_memory=self.used_memory + sum(r.memory for r in pending),
             container_count=self.container_count + len(pending),
             pending=self.pending + tuple(pending),
-            _facts=self._facts,
             _has_image=self._has_image,
         )
 
@@ -101,32 +88,45 @@ class Node:
             raise ReferenceError(f"node {self.name} is gone")
         return engine
 
-    # -- container facts, for the affinity, dependency and port filters ------------------
-    @property
-    def containers(self) -> list[ContainerFacts]:
-        if self._facts is None:
-            self._facts = _container_facts(self.engine)
-        return self._facts
-
+    # -- container facts, each read when a filter first asks (affinity, dependency, port) ------------
     @cached_property
     def container_names(self) -> frozenset[str]:
         """Every name and ID a container here answers to (name, ``node/name``, full and short ID)."""
         found: set[str] = set()
-        for c in self.containers:
-            found.update((c.id, c.id[:12], *c.names, *(f"{self.name}/{n}" for n in c.names)))
+        for cid, summary in self.engine.containers.items():
+            names = _names(summary)
+            found.update((cid, cid[:12], *names, *(f"{self.name}/{n}" for n in names)))
         return frozenset(found)
 
     def has_container(self, ref: str) -> bool:
+        """Whether ``ref`` (name, ``node/name``, ID or an ID prefix of 12+ characters) is a container here."""
         ref = ref.lstrip("/")
-        if "/" in ref:
-            node, _, ref = ref.partition("/")
-            if node != self.name:
-                return False
-        return any(ref in c.names or c.id == ref or (len(ref) >= 12 and c.id.startswith(ref)) for c in self.containers)
+        if ref in self.container_names:
+            return True
+        return len(ref) >= 12 and any(cid.startswith(ref) for cid in self.engine.containers)
+
+    def container_labels(self, key: str) -> list[str]:
+        """The values of label ``key`` on the containers here (those that have it)."""
+        return [
+            str(labels[key])
+            for summary in self.engine.containers.values()
+            if key in (labels := summary.get("Labels") or {})
+        ]
 
     @cached_property
     def used_ports(self) -> set[tuple[str, str, str]]:
-        ports = {p for c in self.containers for p in c.ports}
+        """``(protocol, host IP, host port)`` taken here, by bindings or host networking, stopped containers too."""
+        ports: set[tuple[str, str, str]] = set()
+        for cid in self.engine.containers:
+            inspect: dict[str, Any] = self.engine.inspects.get(cid) or {}
+            host = inspect.get("HostConfig") or {}
+            config = inspect.get("Config") or {}
+            ports |= {(_proto(port), ip, host_port) for port, ip, host_port in requested_ports(config, host)}
+            # A port the engine picked itself (-p 80) is only in NetworkSettings.
+            for port, bindings in ((inspect.get("NetworkSettings") or {}).get("Ports") or {}).items():
+                for binding in bindings or []:
+                    if binding and binding.get("HostPort"):
+                        ports.add((_proto(port), str(binding.get("HostIp") or ""), str(binding["HostPort"])))
         for request in self.pending:
             ports |= {(_proto(port), ip, host_port) for port, ip, host_port in request.ports}
         return ports
@@ -156,27 +156,9 @@ class Node:
         return known
 
 
-def _container_facts(engine: Engine) -> list[ContainerFacts]:
-    facts = []
-    for cid, summary in engine.containers.items():
-        inspect: dict[str, Any] = engine.inspects.get(cid) or {}
-        host = inspect.get("HostConfig") or {}
-        config = inspect.get("Config") or {}
-        ports = {(_proto(port), ip, host_port) for port, ip, host_port in requested_ports(config, host)}
-        for port, bindings in ((inspect.get("NetworkSettings") or {}).get("Ports") or {}).items():
-            for binding in bindings or []:
-                if binding and binding.get("HostPort"):
-                    ports.add((_proto(port), str(binding.get("HostIp") or ""), str(binding["HostPort"])))
-        names = tuple(str(n).lstrip("/") for n in summary.get("Names") or [] if "/" not in str(n).lstrip("/"))
-        facts.append(
-            ContainerFacts(
-                id=cid,
-                names=names,
-                labels=dict(summary.get("Labels") or config.get("Labels") or {}),
-                ports=tuple(sorted(ports)),
-            )
-        )
-    return facts
+def _names(summary: dict[str, Any]) -> list[str]:
+    """A container's own names (``/web``), without the ``/other/alias`` names links add."""
+    return [name for n in summary.get("Names") or [] if "/" not in (name := str(n).lstrip("/"))]
 
 
 #: Engine -> (its generation, its node); weak so that engines that leave are forgotten.

@@ -6,7 +6,9 @@ the engine checks (a runtime, a device). So the create is tried on the
 candidates in order, at most :data:`CREATE_TRIES` of them:
 
 - a node that cannot be reached is reported to its engine (which checks it
-  at once) and the next candidate is tried;
+  at once) and the next candidate is tried; but a node that takes the
+  request and then fails to answer is not replaced, as the container may
+  exist there, and a second node would make a twin;
 - a node without the image (Docker's 404 "No such image") sends the create
   to the next candidates that have the image; when none does, the 404 goes
   back to the client, and the docker CLI pulls (on every node, through the
@@ -60,6 +62,8 @@ class Outcome:
     body: bytes
     engine: Engine | None = None
     container_id: str = ""
+    #: No other node may be tried (the create may have happened on this one).
+    final: bool = False
 
     @property
     def message(self) -> str:
@@ -152,7 +156,7 @@ class Placer:
             if outcome.status == 201:
                 return outcome
             log.info("create on %s (%s) failed (%d: %s)", engine.name, engine.addr, outcome.status, outcome.message)
-            if outcome.status == 409:
+            if outcome.status == 409 or outcome.final:
                 return outcome
             if _no_such_image(outcome.status, outcome.body):
                 image_missing = image_missing or outcome
@@ -173,10 +177,18 @@ class Placer:
                     "POST", url, data=json.dumps(request.body).encode(), headers={"Content-Type": "application/json"}
                 ) as response:
                     status, body = response.status, await response.read()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
                 engine.report_failure(exc)
                 reason = f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}"
                 return Outcome(500, _message(reason), engine)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                # The create was sent: it may have happened. Another node would make a twin.
+                engine.report_failure(exc)
+                reason = (
+                    f"node {engine.name} ({engine.addr}) did not answer the create, "
+                    f"which may have happened there: {exc or type(exc).__name__}"
+                )
+                return Outcome(500, _message(reason), engine, final=True)
             if status != 201:
                 return Outcome(status, body, engine)
             try:
