@@ -53,9 +53,7 @@ def _load(target: str, name: str, extra: str | None) -> StoreFactory:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = f" (pip install 'kvstore[{extra}]')" if extra else ""
-        raise BackendNotSupportedError(
-            f"backend {name!r} cannot load its client library: {exc}{hint}"
-        ) from exc
+        raise BackendNotSupportedError(f"backend {name!r} cannot load its client library: {exc}{hint}") from exc
     factory: StoreFactory = getattr(module, attr)
     return factory
 

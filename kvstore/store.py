@@ -235,9 +235,7 @@ class Store(abc.ABC):
         """Current children first (maybe ``[]``), then the whole list after every change."""
         return self._watch_tree(keys.normalize(directory, allow_root=True))
 
-    def atomic_put(
-        self, key: str, value: bytes, previous: KVPair | None, *, ttl: float | None = None
-    ) -> KVPair:
+    def atomic_put(self, key: str, value: bytes, previous: KVPair | None, *, ttl: float | None = None) -> KVPair:
         """Create (``previous=None``) or compare-and-swap on ``previous.last_index``."""
         return self._atomic_put(keys.normalize(key), keys.check_value(value), previous, keys.check_ttl(ttl))
 

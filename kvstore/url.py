@@ -31,26 +31,20 @@ def parse(url: str) -> StoreURL:
         raise InvalidArgumentError(f"store URL must be a str, not {type(url).__name__}")
     match = _URL.match(url.strip())
     if not match:
-        raise InvalidArgumentError(
-            f"malformed store URL {url!r}: expected BACKEND://host:port[,host:port...][/prefix]"
-        )
+        raise InvalidArgumentError(f"malformed store URL {url!r}: expected BACKEND://host:port[,host:port...][/prefix]")
     backend = match["scheme"].lower()
     rest = match["rest"]
     if any(ch.isspace() for ch in rest):
         raise InvalidArgumentError(f"malformed store URL {url!r}: it contains white space")
     if backend in PATH_BACKENDS:
         if not rest.startswith("/") or rest.rstrip("/") == "":
-            raise InvalidArgumentError(
-                f"malformed store URL {url!r}: expected {backend}:///absolute/path/to/file"
-            )
+            raise InvalidArgumentError(f"malformed store URL {url!r}: expected {backend}:///absolute/path/to/file")
         return StoreURL(backend, [rest], "")
     hosts, _, prefix = rest.partition("/")
     addrs = hosts.split(",") if hosts else []
     if backend in ADDRESSLESS_BACKENDS:
         if addrs:
-            raise InvalidArgumentError(
-                f"malformed store URL {url!r}: {backend} takes no address ({backend}:///prefix)"
-            )
+            raise InvalidArgumentError(f"malformed store URL {url!r}: {backend} takes no address ({backend}:///prefix)")
     elif not addrs or any(not addr for addr in addrs):
         raise InvalidArgumentError(
             f"malformed store URL {url!r}: expected {backend}://host:port[,host:port...][/prefix]"

@@ -143,9 +143,7 @@ class LocalLock(Lock):
             self._pair = pair
             self._lost = threading.Event()
             self._stop = threading.Event()
-            self._monitor = threading.Thread(
-                target=self._watch_holding, name=f"kvstore-lock:{self._key}", daemon=True
-            )
+            self._monitor = threading.Thread(target=self._watch_holding, name=f"kvstore-lock:{self._key}", daemon=True)
             self._monitor.start()
             return self._lost
 
@@ -155,9 +153,7 @@ class LocalLock(Lock):
         next_renewal = time.monotonic() + renew_every if renew_every else None
         seen = self._signal.generation
         while not self._stop.is_set():
-            wait = (
-                MAX_WAIT if next_renewal is None else max(0.0, min(MAX_WAIT, next_renewal - time.monotonic()))
-            )
+            wait = MAX_WAIT if next_renewal is None else max(0.0, min(MAX_WAIT, next_renewal - time.monotonic()))
             seen = self._signal.wait(seen, wait)
             with self._mutex:
                 if self._stop.is_set() or self._pair is None:

@@ -220,9 +220,7 @@ class Connection:
         self.endpoints = [Endpoint(addr, credentials) for addr in addrs]
         self.timeout = float(config.connection_timeout)
         if not self.timeout > 0:
-            raise InvalidArgumentError(
-                f"connection_timeout must be positive, not {config.connection_timeout!r}"
-            )
+            raise InvalidArgumentError(f"connection_timeout must be positive, not {config.connection_timeout!r}")
         if (config.username is None) != (config.password is None):
             raise InvalidArgumentError("etcd auth: give both username and password, or neither")
         self._username = config.username

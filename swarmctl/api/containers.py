@@ -58,9 +58,7 @@ def _matches(engine: Engine, container: dict[str, Any], filters: dict[str, list[
                     return False
         if key == "node" and not any(fnmatch.fnmatch(engine.name, v) or engine.addr == v for v in values):
             return False
-        if key == "ancestor" and not any(
-            container.get("Image") == v or container.get("ImageID") == v for v in values
-        ):
+        if key == "ancestor" and not any(container.get("Image") == v or container.get("ImageID") == v for v in values):
             return False
     return True
 
@@ -84,9 +82,7 @@ async def containers_json(request: web.Request) -> web.Response:
     filters = parse_filters(query.get("filters"))
     limit = int(query.get("limit") or -1)
     if not filters and limit <= 0:
-        body = manager.cached(
-            f"ps:{show_all}", lambda: json.dumps(list_containers(manager, show_all, {}, -1)).encode()
-        )
+        body = manager.cached(f"ps:{show_all}", lambda: json.dumps(list_containers(manager, show_all, {}, -1)).encode())
     else:
         body = json.dumps(list_containers(manager, show_all, filters, limit)).encode()
     return web.Response(body=body, content_type="application/json")

@@ -90,9 +90,7 @@ async def images_create(request: web.Request) -> web.StreamResponse:
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def one(engine: Engine) -> None:
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() in ("x-registry-auth", "content-type")
-        }
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("x-registry-auth", "content-type")}
         try:
             async with engine.request(
                 "POST",

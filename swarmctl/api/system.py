@@ -85,9 +85,7 @@ def build_info(manager: Manager) -> dict[str, Any]:
             ["  └ Labels", ", ".join(f"{k}={v}" for k, v in sorted(engine.labels.items()))],
             [
                 "  └ UpdatedAt",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(engine.updated_at))
-                if engine.updated_at
-                else "",
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(engine.updated_at)) if engine.updated_at else "",
             ],
             ["  └ ServerVersion", str(engine.info.get("ServerVersion", ""))],
         ]
@@ -150,12 +148,8 @@ def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool
                 or (event.get("Actor") or {}).get("Attributes", {}).get("name") == v
             )
         ),
-        "image": lambda v: (
-            (event.get("Actor") or {}).get("Attributes", {}).get("image") == v or event.get("from") == v
-        ),
-        "node": lambda v: (
-            (event.get("node") or {}).get("Name") == v or (event.get("node") or {}).get("Addr") == v
-        ),
+        "image": lambda v: (event.get("Actor") or {}).get("Attributes", {}).get("image") == v or event.get("from") == v,
+        "node": lambda v: (event.get("node") or {}).get("Name") == v or (event.get("node") or {}).get("Addr") == v,
         "label": lambda v: _label_match((event.get("Actor") or {}).get("Attributes") or {}, v),
     }
     for name, values in filters.items():

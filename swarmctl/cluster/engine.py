@@ -182,9 +182,7 @@ class Engine:
         if self._shared_session is not None:
             return self._shared_session()
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=64, ssl=self.options.ssl or False, enable_cleanup_closed=True
-            )
+            connector = aiohttp.TCPConnector(limit=64, ssl=self.options.ssl or False, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         return self._session
 
@@ -391,9 +389,7 @@ class Engine:
     async def _follow_events(self) -> None:
         """Apply the engine's events to the cache and pass them on, tagged with this node."""
         try:
-            async with self.request(
-                "GET", "/events", timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
-            ) as r:
+            async with self.request("GET", "/events", timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as r:
                 if r.status != 200:
                     raise EngineError(f"GET /events: HTTP {r.status}")
                 async for line in r.content:

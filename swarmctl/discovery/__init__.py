@@ -34,9 +34,7 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-def new_discovery(
-    url: str, options: dict[str, str] | None = None, *, timeout: float | None = None
-) -> Discovery:
+def new_discovery(url: str, options: dict[str, str] | None = None, *, timeout: float | None = None) -> Discovery:
     """The discovery ``url`` names, checked (TLS files included) before anything connects.
 
     ``timeout`` bounds each attempt to reach a kv store (kvstore's ``connection_timeout``).

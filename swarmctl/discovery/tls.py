@@ -23,8 +23,7 @@ def store_config(scheme: str, options: dict[str, str]) -> kvstore.Config:
     missing = [k for k in _TLS if k not in given]
     if missing:
         raise SwarmctlError(
-            "TLS to the store needs kv.cacertfile, kv.certfile and kv.keyfile together; "
-            f"missing {', '.join(missing)}"
+            f"TLS to the store needs kv.cacertfile, kv.certfile and kv.keyfile together; missing {', '.join(missing)}"
         )
     if scheme == "sqlite":
         raise SwarmctlError("sqlite:// is a local file: the kv.* TLS options do not apply to it")
