@@ -63,6 +63,7 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
     loop = asyncio.get_running_loop()
     cluster = Cluster(settings.options)
     manager = Manager(cluster, strategy=settings.strategy, filters=settings.filters, peer_ssl=settings.options.ssl)
+    cluster.rescheduler.attach(manager)  # a restarted manager or a new primary reschedules too
     election: Election | None = None
     if settings.replication is not None:
         store_url, config, advertise, ttl = settings.replication

@@ -64,8 +64,13 @@ CHUNK = 64 * 1024
 
 
 def error(status: int, message: str) -> web.Response:
-    """An error the way the Docker engine writes it: ``{"message": ...}``."""
-    return web.json_response({"message": message}, status=status)
+    """An error the way the Docker engine writes it: ``{"message": ...}`` as plain ``application/json``.
+
+    The docker CLI decodes an error body only when the content type is exactly
+    that (no charset); otherwise it prints the raw JSON.
+    """
+    body = json.dumps({"message": message}).encode()
+    return web.Response(status=status, body=body, headers={"Content-Type": "application/json"})
 
 
 def _request_headers(request: web.Request) -> dict[str, str]:

@@ -193,6 +193,13 @@ class DockerNode:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(self.root / "exec")], check=False, capture_output=True)
+        self._unmount()
+
+    def _unmount(self) -> None:
+        """dockerd mounts its data root over itself; a killed dockerd leaves that mount (and a restart adds one)."""
+        for _ in range(8):
+            if subprocess.run(["umount", "-l", str(self.root / "data")], capture_output=True, check=False).returncode:
+                return
 
     def _container_pids(self) -> list[int]:
         """The host PIDs of this node's running containers (they outlive a killed dockerd and its shims)."""
@@ -232,5 +239,6 @@ class DockerNode:
             if ids:
                 self.docker("rm", "-f", *[i.decode() for i in ids])
         self.stop()
+        self._unmount()
         # Containers' leftovers under data-root can be busy for a moment after dockerd exits.
         subprocess.run(["rm", "-rf", str(self.root)], check=False, capture_output=True)
