@@ -249,6 +249,11 @@ class Store(abc.ABC):
         """A lock at ``key``; while held, ``get(key).value`` is ``value``."""
         return self._new_lock(keys.normalize(key), keys.check_value(value), keys.check_ttl(ttl))
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (for backends that track it; the base class cannot know)."""
+        return False
+
     def close(self) -> None:
         """Release connections and background threads; the store is unusable after."""
         return  # nothing to release in the base class

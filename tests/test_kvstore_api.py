@@ -220,3 +220,22 @@ def test_sqlite_new_file_opened_by_many_processes_at_once(tmp_path: Path) -> Non
         assert [p.exitcode for p in processes] == [0] * 6
         with kvstore.new_store("sqlite", [path]) as store:
             assert len(store.list("")) == 6
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_closing_the_store_ends_a_held_lock(backend: str, tmp_path: Path) -> None:
+    """The holder's monitor thread must end (not spin) and report the lock lost once its store is closed."""
+    import threading
+    import time
+
+    addrs = [str(tmp_path / "kv.db")] if backend == "sqlite" else []
+    store = kvstore.new_store(backend, addrs)
+    lost = store.new_lock("held", ttl=3).acquire(timeout=5)
+    monitors = [t for t in threading.enumerate() if t.name == "kvstore-lock:held"]
+    assert len(monitors) == 1
+    store.close()
+    assert lost.wait(5), "a closed store holds no lock"
+    deadline = time.monotonic() + 5
+    while monitors[0].is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not monitors[0].is_alive()

@@ -148,9 +148,15 @@ class LocalLock(Lock):
             return self._lost
 
     def _watch_holding(self) -> None:
-        """Renew the TTL while held; set the lost-event the moment the key is no longer ours."""
+        """Renew the TTL while held; set the lost-event the moment the key is no longer ours.
+
+        A store that fails to answer is retried at most every ``MAX_WAIT``; once
+        no renewal has succeeded for a whole TTL the key has expired, and a
+        closed store holds no lock at all: both end in the lost-event.
+        """
         renew_every = self._ttl / 3 if self._ttl else None
         next_renewal = time.monotonic() + renew_every if renew_every else None
+        held_until = time.monotonic() + self._ttl if self._ttl else None
         seen = self._signal.generation
         while not self._stop.is_set():
             wait = MAX_WAIT if next_renewal is None else max(0.0, min(MAX_WAIT, next_renewal - time.monotonic()))
@@ -158,19 +164,31 @@ class LocalLock(Lock):
             with self._mutex:
                 if self._stop.is_set() or self._pair is None:
                     return
+                if self._store.closed:
+                    self._lose()
+                    return
                 try:
                     if next_renewal is not None and time.monotonic() >= next_renewal:
                         self._pair = self._store.atomic_put(self._key, self._value, self._pair, ttl=self._ttl)
-                        assert renew_every is not None
+                        assert renew_every is not None and self._ttl is not None
                         next_renewal = time.monotonic() + renew_every
+                        held_until = time.monotonic() + self._ttl
                     elif self._store.get(self._key).last_index != self._pair.last_index:
                         raise KeyModifiedError(self._key)
                 except (KeyModifiedError, KeyNotFoundError):
-                    self._pair = None
-                    self._lost.set()
+                    self._lose()
                     return
                 except KVStoreError:
-                    continue  # store briefly unavailable: try again; the TTL decides
+                    expired = held_until is not None and time.monotonic() >= held_until
+                    if expired:
+                        self._lose()
+                        return
+                    if next_renewal is not None:  # retry soon, never in a tight loop
+                        next_renewal = time.monotonic() + min(MAX_WAIT, renew_every or MAX_WAIT)
+
+    def _lose(self) -> None:
+        self._pair = None
+        self._lost.set()
 
     def release(self) -> None:
         with self._mutex:

@@ -160,6 +160,10 @@ class MemoryStore(Store):
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         return LocalLock(self, self._signal, key, value, ttl)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._mutex:
             self._closed = True

@@ -253,6 +253,10 @@ class SQLiteStore(Store):
         self._ensure_monitor()
         return LocalLock(self, self._signal, key, value, ttl or self._lock_ttl)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def close(self) -> None:
         with self._mutex:
             if self._closed.is_set():
