@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,21 +95,10 @@ class Manager:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dk.DockerNode]]:
-    tarball = dk.busybox_tarball(tmp_path_factory.mktemp("image"))
-    made = [dk.DockerNode(f"node{n}", labels={"zone": f"z{n}"}) for n in (1, 2, 3)]
-    try:
-        threads = [threading.Thread(target=node.start) for node in made]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for node in made:
-            assert node.process is not None and node.process.running, node.process and node.process.log_tail()
-            node.load_busybox(tarball)
+    with dk.running_nodes(
+        [dk.DockerNode(f"node{n}", labels={"zone": f"z{n}"}) for n in (1, 2, 3)], tmp_path_factory.mktemp("image")
+    ) as made:
         yield made
-    finally:
-        for node in made:
-            node.remove()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,20 +31,8 @@ class Replica(Manager):
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dk.DockerNode]]:
-    tarball = dk.busybox_tarball(tmp_path_factory.mktemp("image"))
-    made = [dk.DockerNode(f"rnode{n}") for n in (1, 2)]
-    try:
-        threads = [threading.Thread(target=node.start) for node in made]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for node in made:
-            node.load_busybox(tarball)
+    with dk.running_nodes([dk.DockerNode(f"rnode{n}") for n in (1, 2)], tmp_path_factory.mktemp("image")) as made:
         yield made
-    finally:
-        for node in made:
-            node.remove()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,25 +46,15 @@ class RuntimeNode(dk.DockerNode):
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dk.DockerNode]]:
-    tarball = dk.busybox_tarball(tmp_path_factory.mktemp("image"))
-    made = [
-        dk.DockerNode("node1", labels=LABELS["node1"]),
-        dk.DockerNode("node2", labels=LABELS["node2"]),
-        RuntimeNode("node3", labels=LABELS["node3"]),
-    ]
-    try:
-        threads = [threading.Thread(target=node.start) for node in made]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for node in made:
-            assert node.process is not None and node.process.running, node.process and node.process.log_tail()
-            node.load_busybox(tarball)
+    with dk.running_nodes(
+        [
+            dk.DockerNode("node1", labels=LABELS["node1"]),
+            dk.DockerNode("node2", labels=LABELS["node2"]),
+            RuntimeNode("node3", labels=LABELS["node3"]),
+        ],
+        tmp_path_factory.mktemp("image"),
+    ) as made:
         yield made
-    finally:
-        for node in made:
-            node.remove()
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +117,7 @@ def refused(manager: Manager, *args: str) -> str:
 
 
 def wait_image(manager: Manager, tag: str) -> None:
-    wait_for(
-        lambda: tag in manager.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split(), 30, f"{tag} listed"
-    )
+    wait_for(lambda: tag in manager.ok("images", "--format", "{{.Repository}}:{{.Tag}}").split(), 30, f"{tag} listed")
 
 
 def test_info_shows_the_strategy_and_filters(manager: Manager) -> None:

@@ -20,7 +20,9 @@ from .proxy import error, forward, hijack
 
 #: POST actions after which the cache is refreshed before answering, so that
 #: ``docker stop x && docker ps`` never shows the old state.
-_STATE_CHANGING = {"start", "stop", "restart", "kill", "pause", "unpause", "rename", "update"}
+#: ``wait`` is among them: ``docker run --rm`` returns when ``wait?condition=removed`` does, and the
+#: next ``docker run`` must not find the removed container still counted on its node.
+_STATE_CHANGING = {"start", "stop", "restart", "kill", "pause", "unpause", "rename", "update", "wait"}
 
 
 def _version_prefix(request: web.Request) -> str:

@@ -18,7 +18,9 @@ import ssl
 import subprocess
 import tarfile
 import tempfile
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from .certs import CertFiles
@@ -122,16 +124,7 @@ class DockerNode:
         ]
         for key, value in self.labels.items():
             dockerd += ["--label", f"{key}={value}"]
-        if self.tls is not None:
-            dockerd += [
-                "--tlsverify",
-                "--tlscacert",
-                str(self.tls.ca),
-                "--tlscert",
-                str(self.tls.cert),
-                "--tlskey",
-                str(self.tls.key),
-            ]
+        dockerd += self._tls_flags()
         quoted = " ".join(f"'{part}'" for part in dockerd)
         return ["unshare", "--uts", "sh", "-c", f"hostname {self.name} && exec {quoted}"]
 
@@ -151,18 +144,21 @@ class DockerNode:
 
     def docker_args(self) -> list[str]:
         """The docker CLI's flags to reach this node."""
-        args = ["-H", f"tcp://{self.addr}"]
-        if self.tls is not None:
-            args += [
-                "--tlsverify",
-                "--tlscacert",
-                str(self.tls.ca),
-                "--tlscert",
-                str(self.tls.cert),
-                "--tlskey",
-                str(self.tls.key),
-            ]
-        return args
+        return ["-H", f"tcp://{self.addr}", *self._tls_flags()]
+
+    def _tls_flags(self) -> list[str]:
+        """dockerd and the docker CLI spell TLS the same way: --tlsverify and the three files."""
+        if self.tls is None:
+            return []
+        return [
+            "--tlsverify",
+            "--tlscacert",
+            str(self.tls.ca),
+            "--tlscert",
+            str(self.tls.cert),
+            "--tlskey",
+            str(self.tls.key),
+        ]
 
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
@@ -242,3 +238,22 @@ class DockerNode:
         self._unmount()
         # Containers' leftovers under data-root can be busy for a moment after dockerd exits.
         subprocess.run(["rm", "-rf", str(self.root)], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def running_nodes(nodes: list[DockerNode], image_dir: Path) -> Iterator[list[DockerNode]]:
+    """Start ``nodes`` side by side, give each the busybox image, and remove them all afterwards."""
+    tarball = busybox_tarball(image_dir)
+    try:
+        threads = [threading.Thread(target=node.start) for node in nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for node in nodes:
+            assert node.process is not None and node.process.running, node.process and node.process.log_tail()
+            node.load_busybox(tarball)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.remove()
