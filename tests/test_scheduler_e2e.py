@@ -345,7 +345,13 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
             "keeper and idle recreated on healthy nodes",
             interval=0.3,
         )
-        assert manager.ok("inspect", "-f", "{{.State.Status}}", "keeper").strip() == "running"
+        # Recreated first, then started: the move is done once it runs again.
+        wait_for(
+            lambda: manager.ok("inspect", "-f", "{{.State.Status}}", "keeper").strip() == "running",
+            30,
+            "the rescheduled keeper running",
+            interval=0.3,
+        )
         assert manager.ok("inspect", "-f", "{{.State.Status}}", "idle").strip() == "created"
         moved = json.loads(manager.ok("inspect", "keeper"))[0]
         assert moved["Config"]["Labels"]["com.docker.swarm.id"] == swarm_id
