@@ -128,16 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _do_get(self) -> None:
+    def _known_cluster(self) -> str | None:
+        """The cluster the path names, or None after answering 404 (unknown path or cluster)."""
         route = self._route()
         if route is None:
-            return
+            return None
         cluster, _ = route
-        service = self.server.service
-        if cluster is None or not service.exists(cluster):
+        if cluster is None or not self.server.service.exists(cluster):
             self._reply(404, b"no such cluster\n")
-            return
-        self._reply(200, json.dumps(service.nodes(cluster)).encode(), "application/json")
+            return None
+        return cluster
+
+    def _do_get(self) -> None:
+        cluster = self._known_cluster()
+        if cluster is not None:
+            self._reply(200, json.dumps(self.server.service.nodes(cluster)).encode(), "application/json")
 
     def _do_post(self) -> None:
         route = self._route()
@@ -166,17 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, b"")
 
     def _do_delete(self) -> None:
-        route = self._route()
-        if route is None:
-            return
-        cluster, _ = route
-        service = self.server.service
-        if cluster is None or not service.exists(cluster):
-            self._reply(404, b"no such cluster\n")
-            return
-        service.delete(cluster)
-        log.info("deleted cluster %s", cluster)
-        self._reply(200, b"")
+        cluster = self._known_cluster()
+        if cluster is not None:
+            self.server.service.delete(cluster)
+            log.info("deleted cluster %s", cluster)
+            self._reply(200, b"")
 
 
 class TokenHTTPServer(ThreadingHTTPServer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -155,35 +156,38 @@ def _tag_progress(line: bytes, node: str) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-async def networks_json(request: web.Request) -> web.Response:
+def _per_node(
+    request: web.Request,
+    kind: str,
+    items: Callable[[Engine], list[dict[str, Any]]],
+    prefixed: Callable[[dict[str, Any]], bool],
+    wrap: Callable[[list[dict[str, Any]]], Any],
+) -> web.Response:
+    """Every healthy node's ``items``, names written ``<node>/<name>`` where ``prefixed``, cached."""
     manager = manager_of(request)
 
     def build() -> bytes:
         found = []
         for engine in manager.cluster.healthy():
-            for network in engine.networks:
-                shown = dict(network)
-                if network.get("Scope") == "local":
-                    shown["Name"] = f"{engine.name}/{network['Name']}"
+            for item in items(engine):
+                shown = dict(item)
+                if prefixed(item):
+                    shown["Name"] = f"{engine.name}/{item['Name']}"
                 found.append(shown)
-        return json.dumps(found).encode()
+        return json.dumps(wrap(found)).encode()
 
-    return web.Response(body=manager.cached("networks", build), content_type="application/json")
+    return web.Response(body=manager.cached(kind, build), content_type="application/json")
+
+
+async def networks_json(request: web.Request) -> web.Response:
+    """Local networks are per node, so they are named by node; swarm-scoped ones are shared."""
+    return _per_node(request, "networks", lambda e: e.networks, lambda n: n.get("Scope") == "local", lambda f: f)
 
 
 async def volumes_json(request: web.Request) -> web.Response:
-    manager = manager_of(request)
-
-    def build() -> bytes:
-        found = []
-        for engine in manager.cluster.healthy():
-            for volume in engine.volumes:
-                shown = dict(volume)
-                shown["Name"] = f"{engine.name}/{volume['Name']}"
-                found.append(shown)
-        return json.dumps({"Volumes": found, "Warnings": None}).encode()
-
-    return web.Response(body=manager.cached("volumes", build), content_type="application/json")
+    return _per_node(
+        request, "volumes", lambda e: e.volumes, lambda v: True, lambda f: {"Volumes": f, "Warnings": None}
+    )
 
 
 def _split_node(ref: str) -> tuple[str | None, str]:
