@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..replication import PrimaryPeer
-from . import containers, images, system
+from . import containers, images, networks, system, volumes
 from .context import MANAGER, Manager, manager_of
 from .proxy import error, forward, hijack
 
@@ -43,10 +43,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/images/{name:.+}/history", images.image_on_one),
     ("POST", "/images/{name:.+}/tag", images.image_on_all),
     ("DELETE", "/images/{name:.+}", images.image_on_all),
-    ("GET", "/networks", images.networks_json),
-    ("GET", "/networks/{ref:.+}", images.network_inspect),
-    ("GET", "/volumes", images.volumes_json),
-    ("GET", "/volumes/{ref:.+}", images.volume_inspect),
+    ("GET", "/networks", networks.networks_json),
+    ("GET", "/networks/{ref:.+}", networks.network_inspect),
+    ("GET", "/volumes", volumes.volumes_json),
+    ("GET", "/volumes/{ref:.+}", volumes.volume_inspect),
 ]
 
 

@@ -1,11 +1,10 @@
-"""Images, networks and volumes: listed from every node's cache; pulls and removals fan out."""
+"""Images: listed from every node's cache; pulls, tags and removals fan out to the nodes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from ..cluster.engine import Engine
 from .context import manager_of
+from .fanout import on_each
 from .proxy import STREAM_TIMEOUT, error, forward
 
 
@@ -51,32 +51,22 @@ async def image_on_all(request: web.Request) -> web.StreamResponse:
     holders = _holders(request)
     if not holders:
         return error(404, f"No such image: {request.match_info['name']}")
-    body = await request.read()
-
-    async def one(engine: Engine) -> tuple[int, bytes]:
-        async with engine.request(
-            request.method,
-            request.rel_url.raw_path_qs,
-            data=body or None,
-            headers={"Content-Type": "application/json"},
-        ) as r:
-            return r.status, await r.read()
-
-    results = await asyncio.gather(*(one(e) for e in holders), return_exceptions=True)
-    answers = [r for r in results if isinstance(r, tuple)]
+    replies = await on_each(holders, request.method, request.rel_url.raw_path_qs, body=await request.read() or None)
     for engine in holders:
         with contextlib.suppress(Exception):
             await engine.refresh_images()
-    good = [(s, b) for s, b in answers if s < 300]
+    good = [r for r in replies if r.ok]
     if not good:
-        status, payload = answers[0] if answers else (500, b'{"message": "no node answered"}')
-        return web.Response(status=status, body=payload, content_type="application/json")
+        answered = [r for r in replies if r.status]
+        if not answered:
+            return error(500, replies[0].message)
+        return web.Response(status=answered[0].status, body=answered[0].body, content_type="application/json")
     if request.method == "DELETE":
         merged: list[Any] = []
-        for _, payload in good:
-            merged += json.loads(payload or b"[]")
+        for reply in good:
+            merged += reply.json() or []
         return web.json_response(merged)
-    return web.Response(status=good[0][0], body=good[0][1])
+    return web.Response(status=good[0].status, body=good[0].body)
 
 
 async def images_create(request: web.Request) -> web.StreamResponse:
@@ -154,68 +144,3 @@ def _tag_progress(line: bytes, node: str) -> bytes:
         if "error" in message:
             message["error"] = f"{node}: {message['error']}"
     return json.dumps(message).encode() + b"\n"
-
-
-def _per_node(
-    request: web.Request,
-    kind: str,
-    items: Callable[[Engine], list[dict[str, Any]]],
-    prefixed: Callable[[dict[str, Any]], bool],
-    wrap: Callable[[list[dict[str, Any]]], Any],
-) -> web.Response:
-    """Every healthy node's ``items``, names written ``<node>/<name>`` where ``prefixed``, cached."""
-    manager = manager_of(request)
-
-    def build() -> bytes:
-        found = []
-        for engine in manager.cluster.healthy():
-            for item in items(engine):
-                shown = dict(item)
-                if prefixed(item):
-                    shown["Name"] = f"{engine.name}/{item['Name']}"
-                found.append(shown)
-        return json.dumps(wrap(found)).encode()
-
-    return web.Response(body=manager.cached(kind, build), content_type="application/json")
-
-
-async def networks_json(request: web.Request) -> web.Response:
-    """Local networks are per node, so they are named by node; swarm-scoped ones are shared."""
-    return _per_node(request, "networks", lambda e: e.networks, lambda n: n.get("Scope") == "local", lambda f: f)
-
-
-async def volumes_json(request: web.Request) -> web.Response:
-    return _per_node(
-        request, "volumes", lambda e: e.volumes, lambda v: True, lambda f: {"Volumes": f, "Warnings": None}
-    )
-
-
-def _split_node(ref: str) -> tuple[str | None, str]:
-    node, sep, rest = ref.partition("/")
-    return (node, rest) if sep else (None, ref)
-
-
-async def network_inspect(request: web.Request) -> web.StreamResponse:
-    manager = manager_of(request)
-    node, ref = _split_node(request.match_info["ref"])
-    for engine in manager.cluster.healthy():
-        if node is not None and engine.name != node:
-            continue
-        for network in engine.networks:
-            if ref in (network["Name"], network["Id"]) or (len(ref) >= 3 and network["Id"].startswith(ref)):
-                prefix = request.path.split("/networks/")[0]
-                return await forward(request, engine, f"{prefix}/networks/{network['Id']}")
-    return error(404, f"network {request.match_info['ref']} not found")
-
-
-async def volume_inspect(request: web.Request) -> web.StreamResponse:
-    manager = manager_of(request)
-    node, ref = _split_node(request.match_info["ref"])
-    for engine in manager.cluster.healthy():
-        if node is not None and engine.name != node:
-            continue
-        for volume in engine.volumes:
-            if volume["Name"] == ref:
-                prefix = request.path.split("/volumes/")[0]
-                return await forward(request, engine, f"{prefix}/volumes/{ref}")
-    return error(404, f"get {request.match_info['ref']}: no such volume")
