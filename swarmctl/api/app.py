@@ -44,9 +44,15 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/images/{name:.+}/tag", images.image_on_all),
     ("DELETE", "/images/{name:.+}", images.image_on_all),
     ("GET", "/networks", networks.networks_json),
+    ("POST", "/networks/create", networks.network_create),
+    ("POST", "/networks/{ref:.+}/connect", networks.network_connect),
+    ("POST", "/networks/{ref:.+}/disconnect", networks.network_disconnect),
     ("GET", "/networks/{ref:.+}", networks.network_inspect),
+    ("DELETE", "/networks/{ref:.+}", networks.network_delete),
     ("GET", "/volumes", volumes.volumes_json),
+    ("POST", "/volumes/create", volumes.volume_create),
     ("GET", "/volumes/{ref:.+}", volumes.volume_inspect),
+    ("DELETE", "/volumes/{ref:.+}", volumes.volume_delete),
 ]
 
 

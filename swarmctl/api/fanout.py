@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from ..cluster.engine import Engine
 
@@ -85,4 +86,15 @@ async def on_each(
     """:func:`ask` every engine at once; the replies in the order of ``engines``."""
     return list(
         await asyncio.gather(*(ask(e, method, path_qs, body=body, headers=headers, timeout=timeout) for e in engines))
+    )
+
+
+def failure(replies: list[Reply]) -> web.Response:
+    """The first engine refusal among ``replies``, as the engine wrote it; else why no node answered."""
+    for reply in replies:
+        if reply.status and not reply.ok:
+            return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": "application/json"})
+    reasons = "; ".join(r.message for r in replies if not r.ok) or "no node answered"
+    return web.Response(
+        status=500, body=json.dumps({"message": reasons}).encode(), headers={"Content-Type": "application/json"}
     )

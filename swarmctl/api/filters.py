@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -26,3 +28,31 @@ def parse_filters(raw: str | None) -> dict[str, list[str]]:
         else:
             filters[key] = [str(value)]
     return filters
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(body=json.dumps({"message": message}).encode(), content_type="application/json")
+
+
+def matches_all(filters: dict[str, list[str]], checks: Mapping[str, Callable[[str], bool]]) -> bool:
+    """Whether an object passes ``filters``: for every key, one of its values passes that key's check.
+
+    An unknown key is the engine's 400 ``Invalid filter 'key'``; so is a
+    value that is not a valid regular expression where one is searched.
+    """
+    for key, values in filters.items():
+        check = checks.get(key)
+        if check is None:
+            raise _bad_request(f"Invalid filter '{key}'")
+        try:
+            if not any(check(value) for value in values):
+                return False
+        except re.error as exc:
+            raise _bad_request(f"invalid filter {key}={values[0]}: {exc}") from None
+    return True
+
+
+def label_matches(labels: Mapping[str, str], wanted: str) -> bool:
+    """``label=key`` (present) or ``label=key=value`` (equal), as the engine filters labels."""
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)

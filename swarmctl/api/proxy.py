@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import ssl
 from typing import Any, Protocol
 
@@ -71,6 +72,24 @@ def error(status: int, message: str) -> web.Response:
     """
     body = json.dumps({"message": message}).encode()
     return web.Response(status=status, body=body, headers={"Content-Type": "application/json"})
+
+
+def version_prefix(request: web.Request) -> str:
+    """``/v1.41`` when the client asked under a version, else ``""``: requests to engines keep it."""
+    match = re.match(r"^(/v[0-9.]+)/", request.path)
+    return match[1] if match else ""
+
+
+async def json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the 400 an engine gives for a body that is not one."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as exc:
+        return error(400, f"invalid JSON in the request body: {exc}")
+    if not isinstance(body, dict):
+        return error(400, f"invalid request body: expected a JSON object, not {type(body).__name__}")
+    return body
 
 
 def _request_headers(request: web.Request) -> dict[str, str]:

@@ -1,26 +1,156 @@
-"""Volumes: listed from every node's cache, inspected on the node that has them."""
+"""Volumes across the cluster: a plain name is one volume, on every node that holds it.
+
+As Docker Swarm did, ``docker volume create NAME`` makes the volume on every
+healthy node (those that meet the constraints given as the label
+``com.docker.swarm.constraints``), so a container mounting it can go
+anywhere; ``NODE/NAME`` makes it on that node only, and a volume without a
+name (the engine picks one) on one node the scheduler chooses. Beyond Swarm,
+``ls`` and ``inspect`` show a plain name once, with ``Nodes``: the nodes that
+hold it; ``rm`` removes it from every one of them, refusing while any
+container uses it, on any node, so that a removal never half happens.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
-from .context import manager_of
-from .naming import per_node, split_node
-from .proxy import error, forward
+from ..cluster.engine import Engine
+from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of
+from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
+from ..scheduler.placement import placer_for
+from .context import Manager, manager_of
+from .fanout import failure, on_each
+from .filters import label_matches, matches_all, parse_filters
+from .proxy import error, forward, json_body, version_prefix
+
+
+def _keep(volume: Volume, filters: dict[str, list[str]]) -> bool:
+    """The engine's volume filters on the cached volumes (``name`` searched, as there)."""
+    data = volume.data
+    checks: dict[str, Callable[[str], bool]] = {
+        "name": lambda v: bool(re.search(v, volume.name)),
+        "driver": lambda v: data.get("Driver") == v,
+        "label": lambda v: label_matches(data.get("Labels") or {}, v),
+        "dangling": lambda v: (not _used(volume)) == (v.lower() in ("true", "1")),
+        "node": lambda v: v in data["Nodes"],
+    }
+    return matches_all(filters, checks)
+
+
+def _used(volume: Volume) -> list[tuple[Engine, list[str]]]:
+    """The nodes where containers mount ``volume``, with those containers."""
+    found = [(engine, volume_users(engine, volume.name)) for engine in volume.holders]
+    return [(engine, users) for engine, users in found if users]
 
 
 async def volumes_json(request: web.Request) -> web.Response:
-    return per_node(request, "volumes", lambda e: e.volumes, lambda v: True, lambda f: {"Volumes": f, "Warnings": None})
+    manager = manager_of(request)
+    filters = parse_filters(request.query.get("filters"))
+
+    def listing(keep: Callable[[Volume], bool]) -> bytes:
+        volumes = [v.data for v in volumes_of(manager.cluster.healthy()) if keep(v)]
+        return json.dumps({"Volumes": volumes, "Warnings": None}).encode()
+
+    if not filters:
+        body = manager.cached("volumes", lambda: listing(lambda v: True))
+    else:
+        body = listing(lambda v: _keep(v, filters))
+    return web.Response(body=body, content_type="application/json")
+
+
+def _lookup(request: web.Request) -> Volume | web.Response:
+    try:
+        return find_volume(manager_of(request).cluster.healthy(), request.match_info["ref"])
+    except LookupError_ as exc:
+        return error(exc.status, exc.message)
 
 
 async def volume_inspect(request: web.Request) -> web.StreamResponse:
+    """One holder's inspect, plus ``Nodes``."""
+    volume = _lookup(request)
+    if isinstance(volume, web.Response):
+        return volume
+    replies = await on_each(volume.holders[:1], "GET", f"{version_prefix(request)}/volumes/{volume.name}")
+    if not replies[0].ok:
+        return failure(replies)
+    return web.json_response({**replies[0].json(), "Nodes": volume.data["Nodes"]})
+
+
+async def volume_create(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
-    node, ref = split_node(request.match_info["ref"])
-    for engine in manager.cluster.healthy():
-        if node is not None and engine.name != node:
-            continue
-        for volume in engine.volumes:
-            if volume["Name"] == ref:
-                prefix = request.path.split("/volumes/")[0]
-                return await forward(request, engine, f"{prefix}/volumes/{ref}")
-    return error(404, f"get {request.match_info['ref']}: no such volume")
+    body = await json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    raw_name = body.get("Name") or ""
+    if not isinstance(raw_name, str):
+        return error(400, "invalid volume name: expected a string")
+    node, name = split_node(raw_name)
+    body["Name"] = name
+    try:
+        engines = _placement(manager, body, node)
+    except (ExpressionError, NoNodeError) as exc:
+        return error(400 if isinstance(exc, ExpressionError) else 500, str(exc))
+    replies = await on_each(
+        engines, "POST", f"{version_prefix(request)}/volumes/create", body=json.dumps(body).encode()
+    )
+    await asyncio.gather(*(_refresh(r.engine) for r in replies))
+    failed = [r for r in replies if not r.ok]
+    if failed:
+        made = [r.engine.name for r in replies if r.ok]
+        if not made:
+            return failure(replies)
+        return error(
+            500, f"volume {name} was created on {', '.join(made)} but not on: {'; '.join(r.message for r in failed)}"
+        )
+    answer = replies[0].json()
+    if len(replies) > 1 or node is not None:
+        answer["Nodes"] = sorted(r.engine.name for r in replies)
+    return web.json_response(answer, status=replies[0].status)
+
+
+def _placement(manager: Manager, body: dict[str, Any], node: str | None) -> list[Engine]:
+    """The nodes to create the volume on: the named one, every eligible one, or the scheduler's choice."""
+    if node is not None:
+        engine = manager.cluster.by_name(node)
+        if engine is None or not engine.healthy:
+            raise NoNodeError(f"node {node} is not a healthy node of the cluster")
+        return [engine]
+    labels = body.get("Labels") if isinstance(body.get("Labels"), dict) else {}
+    wanted = ContainerRequest.from_body({"Labels": dict(labels or {})})
+    candidates = placer_for(manager.cluster).candidates(Scheduler(manager.strategy, manager.filters), wanted)
+    return candidates if body["Name"] else candidates[:1]
+
+
+async def _refresh(engine: Engine) -> None:
+    with contextlib.suppress(Exception):
+        await engine.refresh_volumes()
+
+
+async def volume_delete(request: web.Request) -> web.StreamResponse:
+    """From every node that holds it; refused at once while a container on any node uses it."""
+    volume = _lookup(request)
+    if isinstance(volume, web.Response):
+        return volume
+    used = _used(volume)
+    if used:
+        ids = [cid for _, users in used for cid in users]
+        nodes = ", ".join(engine.name for engine, _ in used)
+        return error(409, f"remove {volume.name}: volume is in use - [{', '.join(ids)}] (on {nodes})")
+    query = request.rel_url.raw_query_string
+    path = f"{version_prefix(request)}/volumes/{volume.name}" + (f"?{query}" if query else "")
+    if len(volume.holders) == 1:
+        response = await forward(request, volume.holders[0], path)
+        await _refresh(volume.holders[0])
+        return response
+    replies = await on_each(volume.holders, "DELETE", path)
+    await asyncio.gather(*(_refresh(r.engine) for r in replies))
+    if all(r.ok or r.status == 404 for r in replies):
+        return web.Response(status=204)
+    return failure(replies)

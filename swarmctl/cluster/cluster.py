@@ -10,17 +10,11 @@ import aiohttp
 from .engine import REQUEST_TIMEOUT, Engine, EngineOptions
 from .events import EventBus
 from .reschedule import Rescheduler
+from .resources import LookupError_
+
+__all__ = ["Cluster", "LookupError_", "image_matches"]
 
 log = logging.getLogger("swarmctl.cluster")
-
-
-class LookupError_(Exception):
-    """A reference that names no object (404) or several (ambiguous)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Cluster:

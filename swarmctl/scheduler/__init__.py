@@ -19,11 +19,12 @@ first: the create succeeds there without a pull.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .errors import NoNodeError, NoResourcesError
 from .expressions import ExpressionError
-from .filters import DEFAULT_FILTERS, FILTERS, FilterFn
+from .filters import DEFAULT_FILTERS, FILTERS, FilterFn, lacks
 from .node import Node
 from .request import ContainerRequest
 from .strategies import STRATEGIES
@@ -64,6 +65,7 @@ class Scheduler:
         """Every node that may take the container, best first; :class:`NoNodeError` saying why if none."""
         if not nodes:
             raise NoNodeError("No healthy node available in the cluster")
+        request = _known_networks_only(request, nodes)
         try:
             return self._select(request, nodes, soft=True)
         except NoNodeError:
@@ -73,15 +75,17 @@ class Scheduler:
         return self._select(request, nodes, soft=False)
 
     def _select(self, request: ContainerRequest, nodes: list[Node], soft: bool) -> list[Node]:
-        ruled_out: list[tuple[Node, str]] = []
+        #: (node, the filter that ruled it out, the nodes that filter kept): reasons are written only if needed.
+        ruled_out: list[RuledOut] = []
         for name, keep in zip(self.filters, self._filters, strict=True):
             try:
                 kept = keep(request, nodes, soft)
             except NoNodeError as exc:
-                raise NoNodeError(_explain(str(exc), keep, request, ruled_out, soft)) from None
+                reasons = _explain(keep, request, ruled_out, soft)
+                raise type(exc)(f"{exc} {reasons}" if reasons else str(exc)) from None
             if len(kept) != len(nodes):
                 still = {id(n) for n in kept}
-                ruled_out += [(n, _WHY[name]) for n in nodes if id(n) not in still]
+                ruled_out += [(n, name, kept) for n in nodes if id(n) not in still]
             nodes = kept
         ranked = self._rank(request, nodes)
         image = request.image
@@ -94,36 +98,51 @@ class Scheduler:
         return with_image + [n for n in ranked if id(n) not in chosen]
 
 
+def _known_networks_only(request: ContainerRequest, nodes: list[Node]) -> ContainerRequest:
+    """The request without the networks no node has: as on one engine, the container is created
+    anyway and its start fails with the engine's "network X not found"."""
+    known = [need for need in request.networks if any(need.name in n.network_names for n in nodes)]
+    return request if len(known) == len(request.networks) else replace(request, networks=known)
+
+
 #: Why a filter ruled a node out, for messages.
 _WHY = {
     "health": "is not healthy",
     "port": "has the port in use",
     "containerslots": "has no free container slot",
-    "dependency": "lacks a container it depends on",
     "affinity": "does not meet an affinity",
     "constraint": "does not meet a constraint",
 }
 
 
-def _explain(
-    message: str, keep: FilterFn, request: ContainerRequest, ruled_out: list[tuple[Node, str]], soft: bool
-) -> str:
-    """Add to a filter's refusal the nodes that would pass it but an earlier filter ruled out.
+def _why(name: str, request: ContainerRequest, node: Node, kept: list[Node]) -> str:
+    if name == "dependency":
+        return lacks(request, node, kept)
+    return _WHY[name]
+
+
+RuledOut = tuple[Node, str, list[Node]]
+
+
+def _explain(keep: FilterFn, request: ContainerRequest, ruled_out: list[RuledOut], soft: bool) -> str:
+    """What to add to a filter's refusal: the nodes that would pass it but an earlier filter ruled out.
 
     "no node satisfies node==node1" is puzzling when node1 exists; "(node1
-    meets it but has no free container slot)" says what to do.
+    meets it but has no free container slot)" says what to do. Empty when
+    there is nothing to add.
     """
     if not ruled_out:
-        return message
+        return ""
     try:
-        would = {id(n) for n in keep(request, [n for n, _ in ruled_out], soft)}
+        would = {id(n) for n in keep(request, [n for n, _, _ in ruled_out], soft)}
     except NoNodeError:
-        return message
-    reasons = [f"{n.name} meets it but {why}" for n, why in ruled_out if id(n) in would]
-    if not reasons:
-        return message
-    more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
-    return f"{message} ({'; '.join(reasons[:3])}{more})"
+        return ""
+    passing = [entry for entry in ruled_out if id(entry[0]) in would]
+    if not passing:
+        return ""
+    reasons = [f"{n.name} meets it but {_why(name, request, n, kept)}" for n, name, kept in passing[:3]]
+    more = f"; and {len(passing) - 3} more" if len(passing) > 3 else ""
+    return f"({'; '.join(reasons)}{more})"
 
 
 def nodes_of(engines: Iterable[Engine], pending: dict[str, list[ContainerRequest]] | None = None) -> list[Node]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from .errors import NoNodeError
 from .expressions import Expression
 from .node import Node
-from .request import ContainerRequest
+from .request import ContainerRequest, Needed
 
 FilterFn = Callable[[ContainerRequest, list[Node], bool], list[Node]]
 
@@ -74,15 +74,54 @@ def containerslots(request: ContainerRequest, nodes: list[Node], soft: bool) -> 
 
 
 def dependency(request: ContainerRequest, nodes: list[Node], soft: bool) -> list[Node]:
-    """A container that uses another's volumes, link, network, PID or IPC namespace goes to its node."""
+    """Next to what the container uses: another container's volumes, link, network, PID or IPC
+    namespace; a local network (wherever it is, unless the placer may move it); a named volume
+    (among the nodes that hold it, anywhere if none does: the engine makes it)."""
     wanted = request.dependencies
-    if not wanted:
+    if wanted:
+        nodes = [n for n in nodes if all(n.has_container(name) for _, name in wanted)]
+        if not nodes:
+            flags = " ".join(flag for flag, _ in wanted)
+            raise NoNodeError(f"unable to find a node fulfilling all dependencies: {flags}")
+    for need in request.networks:
+        nodes = _pinned(need, nodes)
+        if need.name not in request.may_move:
+            nodes = [n for n in nodes if need.name in n.network_names]
+            if not nodes:
+                raise NoNodeError(f"unable to find a node with the network {need}")
+    for need in request.volumes:
+        nodes = _pinned(need, nodes)
+        holders = [n for n in nodes if need.name in n.volume_names]
+        nodes = holders or nodes
+    return nodes
+
+
+def _pinned(need: Needed, nodes: list[Node]) -> list[Node]:
+    """The nodes a ``node/name`` reference allows (all of them for a plain name)."""
+    if need.node is None:
         return nodes
-    kept = [n for n in nodes if all(n.has_container(name) for _, name in wanted)]
+    kept = [n for n in nodes if need.node in (n.name, n.id)]
     if not kept:
-        flags = " ".join(flag for flag, _ in wanted)
-        raise NoNodeError(f"unable to find a node fulfilling all dependencies: {flags}")
+        raise NoNodeError(f"unable to find the node {need.node} of the {need.kind} {need}")
     return kept
+
+
+def lacks(request: ContainerRequest, node: Node, others: list[Node]) -> str:
+    """What ``node`` lacks of what the container uses, and where it is: for refusals that name both nodes."""
+    for _, name in request.dependencies:
+        if not node.has_container(name):
+            return f"does not have the container {name}"
+    for need in request.networks:
+        if need.node not in (None, node.name, node.id) or (
+            need.name not in request.may_move and need.name not in node.network_names
+        ):
+            where = sorted(n.name for n in others if need.name in n.network_names)
+            return f"does not have the network {need}" + (f" (it is on {', '.join(where)})" if where else "")
+    for need in request.volumes:
+        if need.node not in (None, node.name, node.id) or need.name not in node.volume_names:
+            where = sorted(n.name for n in others if need.name in n.volume_names)
+            return f"does not have the volume {need}" + (f" (it is on {', '.join(where)})" if where else "")
+    return "lacks something the container uses"
 
 
 def _apply(

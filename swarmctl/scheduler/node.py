@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from ..cluster.resources import movable, networks_of
 from .request import ContainerRequest, requested_ports
 
 if TYPE_CHECKING:
@@ -142,6 +143,24 @@ class Node:
             for tag in image.get("RepoTags") or []:
                 if tag and tag != "<none>:<none>":
                     found.update((tag, tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag))
+        return frozenset(found)
+
+    @cached_property
+    def network_names(self) -> frozenset[str]:
+        """Every network this node sees (local ones and multi-host ones), by name and by ID."""
+        return frozenset(str(v) for n in self.engine.networks for v in (n.get("Name"), n.get("Id")) if v)
+
+    @cached_property
+    def volume_names(self) -> frozenset[str]:
+        return frozenset(str(v["Name"]) for v in self.engine.volumes)
+
+    @cached_property
+    def movable_networks(self) -> frozenset[str]:
+        """Local networks here that may follow their first container to another node (``resources.movable``),
+        less those a container being created here right now will use."""
+        found = {n.name for n in networks_of([self.engine]) if movable(n)}
+        for request in self.pending:
+            found -= {need.name for need in request.networks}
         return frozenset(found)
 
     def has_image(self, ref: str) -> bool:

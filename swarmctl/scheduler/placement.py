@@ -14,9 +14,20 @@ candidates in order, at most :data:`CREATE_TRIES` of them:
   back to the client, and the docker CLI pulls (on every node, through the
   manager) and creates again, as it does with one engine, unless the user
   said ``--pull never``;
-- a name already taken on that engine (409) is the user's error: returned;
-- any other refusal tries the next candidate, and the first refusal is
-  returned if none accepts.
+- any other refusal that says the request itself is wrong (a 4xx: a name
+  already taken, an unknown log driver, a malformed configuration) is
+  answered at once: every node would say the same;
+- any other failure (5xx: a runtime the node lacks, a device) tries the
+  next candidate, and the first failure is returned if none accepts.
+
+A local network is on one node, so its containers go there. But a network
+the scheduler placed (``docker network create`` with a plain name, as
+docker-compose makes its project network) is only where it is because the
+scheduler had to put it somewhere: while no container uses it, it follows
+its first container when that container's own rules rule its node out
+(``-e constraint:node==node2`` on the first service of a compose project).
+Creates that may move a network are serialised per network, so the
+second container sees where the first one went.
 
 One :class:`Placer` serves a cluster (see :func:`placer_for`), so that the
 API's creates and the rescheduler's see each other's containers in flight
@@ -26,17 +37,20 @@ last slot, port or gigabyte of a node, nor the same name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import aiohttp
 
+from ..cluster.engine import EngineError
+from ..cluster.resources import LookupError_, find_network, move_network
 from . import NoNodeError, Scheduler, nodes_of
 from .request import ContainerRequest
 
@@ -91,6 +105,8 @@ class Placer:
         #: Engine address -> requests being created there (counted by the scheduler as if created).
         self.pending: dict[str, list[ContainerRequest]] = {}
         self._names: set[str] = set()
+        #: One create at a time may move a given network (see the module's docstring).
+        self._moves: dict[str, asyncio.Lock] = {}
 
     @property
     def cluster(self) -> Cluster:
@@ -112,9 +128,26 @@ class Placer:
 
     def candidates(self, scheduler: Scheduler, request: ContainerRequest, exclude: Iterable[str] = ()) -> list[Engine]:
         """The engines that may take ``request``, best first; :class:`NoNodeError` if none."""
+        return self._choose(scheduler, request, exclude)[1]
+
+    def _choose(
+        self, scheduler: Scheduler, request: ContainerRequest, exclude: Iterable[str]
+    ) -> tuple[ContainerRequest, list[Engine]]:
+        """The candidates, best first, and the request as placed (``may_move`` set if it moves networks)."""
         skip = set(exclude)
-        engines = [e for e in self.cluster.engines.values() if e.addr not in skip]
-        return [node.engine for node in scheduler.select(request, nodes_of(engines, self.pending))]
+        nodes = nodes_of([e for e in self.cluster.engines.values() if e.addr not in skip], self.pending)
+        try:
+            return request, [node.engine for node in scheduler.select(request, nodes)]
+        except NoNodeError:
+            movable = frozenset(
+                need.name
+                for need in request.networks
+                if need.node is None and any(need.name in n.movable_networks for n in nodes)
+            )
+            if not movable:
+                raise
+        moving = replace(request, may_move=movable)
+        return moving, [node.engine for node in scheduler.select(moving, nodes)]
 
     async def create(
         self,
@@ -130,17 +163,26 @@ class Placer:
         name = name.lstrip("/")
         if name and self.name_taken(name):
             return Outcome(409, _message(f'Conflict. The container name "/{name}" is already in use.'))
-        try:
-            candidates = self.candidates(scheduler, request, exclude)
-        except NoNodeError as exc:
-            return Outcome(500, _message(str(exc)))
         if query is None:
             query = f"name={quote(name)}" if name else ""
         url = f"{path}?{query}" if query else path
         if name:
             self._names.add(name)
         try:
-            return await self._try(candidates, request, url)
+            try:
+                placed, candidates = self._choose(scheduler, request, exclude)
+            except NoNodeError as exc:
+                return Outcome(500, _message(str(exc)))
+            if not placed.may_move:
+                return await self._try(candidates, placed, url)
+            async with contextlib.AsyncExitStack() as held:
+                for network in sorted(placed.may_move):
+                    await held.enter_async_context(self._moves.setdefault(network, asyncio.Lock()))
+                try:  # again: a create that held the lock before may have taken the network somewhere
+                    placed, candidates = self._choose(scheduler, request, exclude)
+                except NoNodeError as exc:
+                    return Outcome(500, _message(str(exc)))
+                return await self._try(candidates, placed, url)
         finally:
             self._names.discard(name)
 
@@ -152,21 +194,37 @@ class Placer:
             if not queue:
                 break
             engine = queue.pop(0)
-            outcome = await self._create_on(engine, request, url)
+            outcome = await self._bring_networks(engine, request)
+            if outcome is None:
+                outcome = await self._create_on(engine, request, url)
             if outcome.status == 201:
                 return outcome
             log.info("create on %s (%s) failed (%d: %s)", engine.name, engine.addr, outcome.status, outcome.message)
-            if outcome.status == 409 or outcome.final:
-                return outcome
             if _no_such_image(outcome.status, outcome.body):
                 image_missing = image_missing or outcome
                 image = request.image
                 queue = [e for e in queue if _has_image(e, image)]
                 continue
+            if outcome.final or 400 <= outcome.status < 500:
+                return outcome
             refused = refused or outcome
         result = image_missing or refused
         assert result is not None, "no candidate was tried"
         return result
+
+    async def _bring_networks(self, engine: Engine, request: ContainerRequest) -> Outcome | None:
+        """Move to ``engine`` the networks ``request`` may move that it lacks; an Outcome if one cannot come."""
+        for name in sorted(request.may_move):
+            try:
+                network = find_network(self.cluster.healthy(), name)
+                if engine not in network.holders:
+                    await move_network(network, engine)
+            except LookupError_ as exc:
+                return Outcome(exc.status, _message(exc.message), engine)
+            except (EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+                reason = f"cannot move the network {name} to node {engine.name}: {exc or type(exc).__name__}"
+                return Outcome(500, _message(reason), engine)
+        return None
 
     async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
         held = self.pending.setdefault(engine.addr, [])

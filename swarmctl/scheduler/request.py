@@ -10,6 +10,12 @@ in those labels, so that they survive on the engine: ``docker inspect`` shows
 them, and rescheduling reads them back from the container's labels. Every
 container also gets a ``com.docker.swarm.id`` label, the identity that
 follows it when it is recreated elsewhere.
+
+Networks and volumes a container uses tie it to the nodes that have them
+(see :mod:`swarmctl.cluster.resources` for what a name means). They may be
+written ``node/name`` (``--network node1/front``, ``-v node2/data:/data``):
+the container then goes to that node, and the engine is given the plain
+name, the only one it knows.
 """
 
 from __future__ import annotations
@@ -31,6 +37,74 @@ ID_LABEL = f"{NAMESPACE}.id"
 
 ON_NODE_FAILURE, OFF = "on-node-failure", "off"
 _ENV_KEYS = {"constraint": CONSTRAINTS_LABEL, "affinity": AFFINITIES_LABEL, "reschedule": RESCHEDULE_LABEL}
+
+
+@dataclass(frozen=True)
+class Needed:
+    """A network or a named volume the container uses; ``node`` when written ``node/name``."""
+
+    kind: str  # "network" or "volume"
+    name: str
+    node: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.node}/{self.name}" if self.node else self.name
+
+
+def _note(found: dict[str, Needed], kind: str, ref: str) -> str:
+    """Record ``ref`` (``name`` or ``node/name``) in ``found``; the plain name the engine must be given."""
+    node, sep, name = ref.partition("/")
+    if not (sep and node and name):
+        node, name = "", ref
+    seen = found.get(name)
+    found[name] = Needed(kind, name, node or (seen.node if seen else None))
+    return name
+
+
+def _network_mode_is_name(mode: str) -> bool:
+    return mode not in ("", "default", "bridge", "host", "none") and not mode.startswith("container:")
+
+
+def take_networks(body: dict[str, Any]) -> list[Needed]:
+    """The networks the create body joins, ``node/name`` refs rewritten in place to the plain name."""
+    found: dict[str, Needed] = {}
+    host = body.get("HostConfig")
+    if isinstance(host, dict):
+        mode = host.get("NetworkMode")
+        if isinstance(mode, str) and _network_mode_is_name(mode):
+            host["NetworkMode"] = _note(found, "network", mode)
+    networking = body.get("NetworkingConfig")
+    endpoints = networking.get("EndpointsConfig") if isinstance(networking, dict) else None
+    if isinstance(networking, dict) and isinstance(endpoints, dict):
+        networking["EndpointsConfig"] = {
+            (_note(found, "network", str(ref)) if _network_mode_is_name(str(ref)) else str(ref)): endpoint
+            for ref, endpoint in endpoints.items()
+        }
+    return list(found.values())
+
+
+def _named_volume(source: object) -> bool:
+    """A bind or mount source that names a volume rather than a host path."""
+    return isinstance(source, str) and bool(source) and not source.startswith(("/", ".", "~"))
+
+
+def take_volumes(body: dict[str, Any]) -> list[Needed]:
+    """The named volumes the create body mounts (binds and mounts), ``node/name`` rewritten in place."""
+    found: dict[str, Needed] = {}
+    host = body.get("HostConfig")
+    if not isinstance(host, dict):
+        return []
+    binds = host.get("Binds")
+    if isinstance(binds, list):
+        for index, bind in enumerate(binds):
+            source, sep, rest = str(bind).partition(":")
+            if sep and _named_volume(source):
+                binds[index] = f"{_note(found, 'volume', source)}:{rest}"
+    mounts = host.get("Mounts")
+    for mount in mounts if isinstance(mounts, list) else []:
+        if isinstance(mount, dict) and mount.get("Type") == "volume" and _named_volume(mount.get("Source")):
+            mount["Source"] = _note(found, "volume", mount["Source"])
+    return list(found.values())
 
 
 def label_list(labels: dict[str, str], key: str) -> list[str]:
@@ -73,6 +147,11 @@ class ContainerRequest:
     reschedule: str = OFF
     cpus: float = 0.0
     memory: int = 0
+    #: Networks and named volumes it uses (the body already names them plainly).
+    networks: list[Needed] = field(default_factory=list)
+    volumes: list[Needed] = field(default_factory=list)
+    #: Networks the placer may move to the chosen node (empty ones the scheduler placed; see Placer).
+    may_move: frozenset[str] = frozenset()
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ContainerRequest:
@@ -104,7 +183,8 @@ class ContainerRequest:
         labels.setdefault(ID_LABEL, secrets.token_hex(32))
         body["Labels"] = labels
         cpus, memory = _resources(body.get("HostConfig") or {}, body)
-        return cls(body, constraints, affinities, policies[0] if policies else OFF, cpus, memory)
+        networks, volumes = take_networks(body), take_volumes(body)
+        return cls(body, constraints, affinities, policies[0] if policies else OFF, cpus, memory, networks, volumes)
 
     # -- what the filters look at ---------------------------------------------------
     @property
