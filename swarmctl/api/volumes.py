@@ -5,8 +5,8 @@ healthy node (those that meet the constraints given as the label
 ``com.docker.swarm.constraints``), so a container mounting it can go
 anywhere; ``NODE/NAME`` makes it on that node only, and a volume without a
 name (the engine picks one) on one node the scheduler chooses. Beyond Swarm,
-``ls`` and ``inspect`` show a plain name once, with ``Nodes``: the nodes that
-hold it; ``rm`` removes it from every one of them, refusing while any
+``ls`` and ``inspect`` show a plain name once, with the nodes that hold it
+(``Status.Nodes``); ``rm`` removes it from every one of them, refusing while any
 container uses it, on any node, so that a removal never half happens.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.engine import Engine
-from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of
+from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
 from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
@@ -39,7 +39,7 @@ def _keep(volume: Volume, filters: dict[str, list[str]]) -> bool:
         "driver": lambda v: data.get("Driver") == v,
         "label": lambda v: label_matches(data.get("Labels") or {}, v),
         "dangling": lambda v: (not _used(volume)) == (v.lower() in ("true", "1")),
-        "node": lambda v: v in data["Nodes"],
+        "node": lambda v: v in volume.nodes,
     }
     return matches_all(filters, checks)
 
@@ -73,14 +73,14 @@ def _lookup(request: web.Request) -> Volume | web.Response:
 
 
 async def volume_inspect(request: web.Request) -> web.StreamResponse:
-    """One holder's inspect, plus ``Nodes``."""
+    """One holder's inspect, and where the volume is."""
     volume = _lookup(request)
     if isinstance(volume, web.Response):
         return volume
     replies = await on_each(volume.holders[:1], "GET", f"{version_prefix(request)}/volumes/{volume.name}")
     if not replies[0].ok:
         return failure(replies)
-    return web.json_response({**replies[0].json(), "Nodes": volume.data["Nodes"]})
+    return web.json_response(with_nodes(replies[0].json(), volume.nodes))
 
 
 async def volume_create(request: web.Request) -> web.StreamResponse:
@@ -109,9 +109,7 @@ async def volume_create(request: web.Request) -> web.StreamResponse:
         return error(
             500, f"volume {name} was created on {', '.join(made)} but not on: {'; '.join(r.message for r in failed)}"
         )
-    answer = replies[0].json()
-    if len(replies) > 1 or node is not None:
-        answer["Nodes"] = sorted(r.engine.name for r in replies)
+    answer = with_nodes(replies[0].json(), sorted(r.engine.name for r in replies))
     return web.json_response(answer, status=replies[0].status)
 
 

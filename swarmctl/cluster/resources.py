@@ -174,9 +174,22 @@ class Volume:
         return [engine for engine, _ in self.copies]
 
     @property
+    def nodes(self) -> list[str]:
+        return sorted(e.name for e in self.holders)
+
+    @property
     def data(self) -> dict[str, Any]:
-        """The volume as one engine reports it, plus ``Nodes``: where it exists."""
-        return {**self.copies[0][1], "Nodes": sorted(e.name for e in self.holders)}
+        """The volume as one engine reports it, with where it exists (see :func:`with_nodes`)."""
+        return with_nodes(self.copies[0][1], self.nodes)
+
+
+def with_nodes(volume: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
+    """``volume`` with ``Status.Nodes``: the nodes holding it.
+
+    ``Status`` (the driver's details) is what ``docker volume inspect``
+    prints beside the volume's own fields, so that is where users see it.
+    """
+    return {**volume, "Status": {**(volume.get("Status") or {}), "Nodes": nodes}}
 
 
 def volumes_of(engines: Iterable[Engine]) -> list[Volume]:

@@ -48,6 +48,12 @@ _APPLETS = [
     "seq",
     "tr",
     "printf",
+    "ping",
+    "nslookup",
+    "ip",
+    "touch",
+    "mkdir",
+    "rm",
 ]
 
 
@@ -93,9 +99,12 @@ class DockerNode:
         labels: dict[str, str] | None = None,
         port: int | None = None,
         tls: CertFiles | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.name = name
         self.labels = labels or {}
+        #: More dockerd flags, e.g. ``--cluster-store`` for multi-host networks.
+        self.extra_args = extra_args or []
         #: With TLS, dockerd runs with --tlsverify: clients need a certificate from ``tls.ca``.
         self.tls = tls
         self.root = Path(tempfile.mkdtemp(prefix=f"dk-{name}-", dir="/tmp"))
@@ -124,7 +133,7 @@ class DockerNode:
         ]
         for key, value in self.labels.items():
             dockerd += ["--label", f"{key}={value}"]
-        dockerd += self._tls_flags()
+        dockerd += self._tls_flags() + self.extra_args
         quoted = " ".join(f"'{part}'" for part in dockerd)
         return ["unshare", "--uts", "sh", "-c", f"hostname {self.name} && exec {quoted}"]
 
