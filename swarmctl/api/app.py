@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..replication import PrimaryPeer
-from . import containers, images, networks, system, volumes
+from . import containers, disk_usage, images, networks, prune, system, volumes
 from .context import MANAGER, Manager, manager_of
 from .proxy import error, forward, hijack
 
@@ -47,6 +47,11 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/networks/{ref:.+}", networks.network_inspect),
     ("GET", "/volumes", volumes.volumes_json),
     ("GET", "/volumes/{ref:.+}", volumes.volume_inspect),
+    # -- system-api: disk usage, prunes, swarm mode, plugins, distribution, websocket attach ----------
+    ("GET", "/system/df", disk_usage.system_df),
+    ("POST", "/containers/prune", prune.containers_prune),
+    ("POST", "/images/prune", prune.images_prune),
+    # -- end of system-api ---------------------------------------------------------------------------------
 ]
 
 

@@ -35,7 +35,8 @@ def _target(request: web.Request, cid: str, rest: str) -> str:
     return f"{_version_prefix(request)}/containers/{cid}{rest}" + (f"?{query}" if query else "")
 
 
-def _summary(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
+def with_node_names(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
+    """A container as listed here: each name written ``/<node>/<name>`` (``docker ps`` shows ``node/name``)."""
     listed = dict(container)
     listed["Names"] = [f"/{engine.name}{name}" for name in container.get("Names") or []]
     return listed
@@ -72,7 +73,7 @@ def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[st
             if not show_all and container.get("State") != "running" and "status" not in filters:
                 continue
             if _matches(engine, container, filters):
-                found.append(_summary(engine, container))
+                found.append(with_node_names(engine, container))
     found.sort(key=lambda c: c.get("Created", 0), reverse=True)
     return found[:limit] if limit > 0 else found
 
