@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..replication import PrimaryPeer
-from . import containers, disk_usage, images, networks, prune, system, volumes
+from . import containers, disk_usage, distribution, images, networks, plugins, prune, swarm_mode, system, volumes
 from .context import MANAGER, Manager, manager_of
 from .proxy import error, forward, hijack
 
@@ -51,19 +51,56 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/system/df", disk_usage.system_df),
     ("POST", "/containers/prune", prune.containers_prune),
     ("POST", "/images/prune", prune.images_prune),
+    ("GET", "/distribution/{name:.+}/json", distribution.distribution_inspect),
+    ("GET", "/plugins", plugins.plugins_json),
+    ("GET", "/plugins/{name:.+}/json", plugins.no_such_plugin),
+    ("POST", "/plugins/{name:.+}/enable", plugins.enable),
+    ("POST", "/plugins/{name:.+}/disable", plugins.no_such_plugin),
+    ("POST", "/plugins/{name:.+}/push", plugins.no_such_plugin),
+    ("DELETE", "/plugins/{name:.+}", plugins.no_such_plugin),
+    ("GET", "/swarm", swarm_mode.swarm_inspect),
+    ("POST", "/swarm/init", swarm_mode.swarm_init),
+    ("POST", "/swarm/join", swarm_mode.swarm_join),
+    ("POST", "/swarm/leave", swarm_mode.swarm_leave),
+    ("POST", "/swarm/update", swarm_mode.swarm_update),
+    ("POST", "/swarm/unlock", swarm_mode.swarm_unlock),
+    ("GET", "/swarm/unlockkey", swarm_mode.swarm_unlockkey),
+    ("GET", "/nodes", swarm_mode.listing),
+    ("GET", "/nodes/{id}", swarm_mode.by_id),
+    ("DELETE", "/nodes/{id}", swarm_mode.by_id),
+    ("POST", "/nodes/{id}/update", swarm_mode.node_update),
+    ("GET", "/services", swarm_mode.service_listing),
+    ("POST", "/services/create", swarm_mode.service_create),
+    ("GET", "/services/{id}", swarm_mode.service_inspect),
+    ("DELETE", "/services/{id}", swarm_mode.by_id),
+    ("POST", "/services/{id}/update", swarm_mode.service_update),
+    ("GET", "/services/{id}/logs", swarm_mode.logs),
+    ("GET", "/tasks", swarm_mode.listing),
+    ("GET", "/tasks/{id}", swarm_mode.by_id),
+    ("GET", "/tasks/{id}/logs", swarm_mode.logs),
+    ("GET", "/secrets", swarm_mode.listing),
+    ("POST", "/secrets/create", swarm_mode.secret_create),
+    ("GET", "/secrets/{id}", swarm_mode.by_id),
+    ("DELETE", "/secrets/{id}", swarm_mode.by_id),
+    ("POST", "/secrets/{id}/update", swarm_mode.secret_update),
+    ("GET", "/configs", swarm_mode.listing),
+    ("POST", "/configs/create", swarm_mode.config_create),
+    ("GET", "/configs/{id}", swarm_mode.by_id),
+    ("DELETE", "/configs/{id}", swarm_mode.by_id),
+    ("POST", "/configs/{id}/update", swarm_mode.config_update),
     # -- end of system-api ---------------------------------------------------------------------------------
 ]
 
 
 @web.middleware
 async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and unexpected failures answered as the engine would: JSON ``message``."""
+    """Unknown paths, wrong methods and unexpected failures answered as the engine would: JSON ``message``."""
     try:
         return await handler(request)
     except web.HTTPNotFound:
         return error(404, "page not found")
     except web.HTTPMethodNotAllowed:
-        return error(405, f"{request.method} {request.path} is not allowed")
+        return error(404, "page not found")  # dockerd's router answers a known path's other methods so
     except web.HTTPException:
         raise
     except Exception as exc:  # a bug: say so in Docker's format rather than dropping the connection
