@@ -12,7 +12,7 @@ from .. import __version__
 from ..replication import PrimaryPeer
 from . import containers, disk_usage, distribution, images, networks, plugins, prune, swarm_mode, system, volumes
 from .context import MANAGER, Manager, manager_of
-from .proxy import error, forward, hijack
+from .proxy import error, forward, hijack, upgrade_protocol
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
 #: (``docker logs node1/web``), so the action names are spelled out.
@@ -51,6 +51,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/system/df", disk_usage.system_df),
     ("POST", "/containers/prune", prune.containers_prune),
     ("POST", "/images/prune", prune.images_prune),
+    ("GET", "/containers/{ref:.+}/attach/ws", containers.attach_ws),
     ("GET", "/distribution/{name:.+}/json", distribution.distribution_inspect),
     ("GET", "/plugins", plugins.plugins_json),
     ("GET", "/plugins/{name:.+}/json", plugins.no_such_plugin),
@@ -119,7 +120,7 @@ async def replica_forwards(request: web.Request, handler: Handler) -> web.Stream
     peer = PrimaryPeer(leader, manager.cluster.session, manager.peer_ssl)
     if re.fullmatch(r"(/v[0-9.]+)?/info", request.path):
         return await _replica_info(manager, peer, request)
-    if request.headers.get("Upgrade", "").lower() == "tcp":
+    if upgrade_protocol(request) is not None:
         return await hijack(request, peer)
     return await forward(request, peer)
 
