@@ -139,8 +139,8 @@ def _failure(
     if pruned_on:
         names = ", ".join(engine.name for engine in pruned_on)
         deleted = len(merged.get(deleted_key) or [])
-        space = f", {_human(merged['SpaceReclaimed'])} reclaimed" if "SpaceReclaimed" in merged else ""
-        text += f" (pruned on {names}: {deleted} {kind} deleted{space})"
+        space = f", space reclaimed: {_human(merged['SpaceReclaimed'])}" if "SpaceReclaimed" in merged else ""
+        text += f" (pruned on {names}: {kind} deleted: {deleted}{space})"
     return error(status, text)
 
 
