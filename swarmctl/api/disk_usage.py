@@ -55,6 +55,8 @@ async def system_df(request: web.Request) -> web.Response:
         try:
             usage = reply.json()
         except ValueError:
+            usage = None
+        if not isinstance(usage, dict):
             return error(500, f"{reply.engine.name}: not a disk usage answer: {reply.body[:200]!r}")
-        answers.append(_as_listed_here(reply.engine, usage or {}))
+        answers.append(_as_listed_here(reply.engine, usage))
     return web.json_response({**EMPTY, **merge_counts(answers)})

@@ -27,6 +27,7 @@ gives it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -88,8 +89,9 @@ async def prune_on_every_node(
     replies = await on_each(engines, "POST", path, body=await request.read() or None, timeout=SLOW_TIMEOUT)
     pruned = [(reply, _answer(reply)) for reply in replies]
     good = [(reply, answer) for reply, answer in pruned if answer is not None]
-    for reply, answer in good:
-        await _refresh(refresh, reply.engine, answer.get(deleted_key) or [], kind)
+    await asyncio.gather(
+        *(_refresh(refresh, reply.engine, answer.get(deleted_key) or [], kind) for reply, answer in good)
+    )
     merged = _merge([(reply.engine, answer) for reply, answer in good], deleted_key, label)
     failed = [reply for reply, answer in pruned if answer is None]
     if not failed:
@@ -130,10 +132,10 @@ def _merge(answers: list[tuple[Engine, dict[str, Any]]], deleted_key: str, label
 def _failure(
     failed: list[Reply], pruned_on: list[Engine], merged: dict[str, Any], kind: str, deleted_key: str
 ) -> web.Response:
-    statuses = {reply.status for reply in failed}
+    statuses = {reply.status if reply.status >= 300 else 500 for reply in failed}  # a 2xx we could not read: 500
     messages = [reply.text for reply in failed]
     if not pruned_on and len(statuses) == 1 and len(set(messages)) == 1 and 0 not in statuses:
-        return error(failed[0].status, messages[0])  # every engine said the same: say it as one engine
+        return error(statuses.pop(), messages[0])  # every engine said the same: say it as one engine
     status = statuses.pop() if len(statuses) == 1 and 0 not in statuses else 500
     text = "; ".join(reply.message for reply in failed)
     if pruned_on:
