@@ -133,13 +133,8 @@ def test_system_df_sums_the_nodes(manager: Manager, nodes: list[dk.DockerNode], 
     assert names == {"/snode1/df-snode1": 1000, "/snode2/df-snode2": 1000}
     assert "snode1/dfvol" in [v["Name"] for v in answer["Volumes"]]
 
-    rows = {}
-    for line in manager.ok("system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Active}}|{{.Reclaimable}}").split(
-        "\n"
-    ):
-        if line:
-            kind, *values = line.split("|")
-            rows[kind] = values
+    table = manager.ok("system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Active}}|{{.Reclaimable}}")
+    rows = {kind: values for kind, *values in (line.split("|") for line in table.splitlines())}
     reclaimable = images_reclaimable(usage[0]) + images_reclaimable(usage[1])
     total = answer["LayersSize"]
     assert rows["Images"] == [
@@ -395,11 +390,9 @@ def test_sdk_swarm_calls_as_on_an_engine(
 
 
 def test_distribution_asks_one_node(manager: Manager, nodes: list[dk.DockerNode]) -> None:
-    """No registry is reachable here: the answer is a node's own failure, as that node gives it."""
+    """The registry's answer through a node, as that node gives it (here, with no registry reachable, its 500)."""
     expected = api(nodes[0].addr, "GET", "/v1.41/distribution/busybox/json")
-    got = api(manager.addr, "GET", "/v1.41/distribution/busybox/json")
-    assert got[0] == expected[0] == 500
-    assert got == expected
+    assert api(manager.addr, "GET", "/v1.41/distribution/busybox/json") == expected
 
 
 # -- /info -----------------------------------------------------------------------------------------------
