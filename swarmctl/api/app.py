@@ -10,9 +10,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..replication import PrimaryPeer
-from . import containers, images, networks, system, volumes
+from . import containers, disk_usage, distribution, images, networks, plugins, prune, swarm_mode, system, volumes
 from .context import MANAGER, Manager, manager_of
-from .proxy import error, forward, hijack
+from .proxy import error, forward, hijack, upgrade_protocol
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
 #: (``docker logs node1/web``), so the action names are spelled out.
@@ -53,18 +53,63 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/volumes/create", volumes.volume_create),
     ("GET", "/volumes/{ref:.+}", volumes.volume_inspect),
     ("DELETE", "/volumes/{ref:.+}", volumes.volume_delete),
+    # -- system-api: disk usage, prunes, swarm mode, plugins, distribution, websocket attach ----------
+    ("GET", "/system/df", disk_usage.system_df),
+    ("POST", "/containers/prune", prune.containers_prune),
+    ("POST", "/images/prune", prune.images_prune),
+    ("POST", "/networks/prune", prune.networks_prune),
+    ("POST", "/volumes/prune", prune.volumes_prune),
+    ("GET", "/containers/{ref:.+}/attach/ws", containers.attach_ws),
+    ("GET", "/distribution/{name:.+}/json", distribution.distribution_inspect),
+    ("GET", "/plugins", plugins.plugins_json),
+    ("GET", "/plugins/{name:.+}/json", plugins.no_such_plugin),
+    ("POST", "/plugins/{name:.+}/enable", plugins.enable),
+    ("POST", "/plugins/{name:.+}/disable", plugins.no_such_plugin),
+    ("POST", "/plugins/{name:.+}/push", plugins.no_such_plugin),
+    ("DELETE", "/plugins/{name:.+}", plugins.no_such_plugin),
+    ("GET", "/swarm", swarm_mode.swarm_inspect),
+    ("POST", "/swarm/init", swarm_mode.swarm_init),
+    ("POST", "/swarm/join", swarm_mode.swarm_join),
+    ("POST", "/swarm/leave", swarm_mode.swarm_leave),
+    ("POST", "/swarm/update", swarm_mode.swarm_update),
+    ("POST", "/swarm/unlock", swarm_mode.swarm_unlock),
+    ("GET", "/swarm/unlockkey", swarm_mode.swarm_unlockkey),
+    ("GET", "/nodes", swarm_mode.listing),
+    ("GET", "/nodes/{id}", swarm_mode.by_id),
+    ("DELETE", "/nodes/{id}", swarm_mode.by_id),
+    ("POST", "/nodes/{id}/update", swarm_mode.node_update),
+    ("GET", "/services", swarm_mode.service_listing),
+    ("POST", "/services/create", swarm_mode.service_create),
+    ("GET", "/services/{id}", swarm_mode.service_inspect),
+    ("DELETE", "/services/{id}", swarm_mode.by_id),
+    ("POST", "/services/{id}/update", swarm_mode.service_update),
+    ("GET", "/services/{id}/logs", swarm_mode.logs),
+    ("GET", "/tasks", swarm_mode.listing),
+    ("GET", "/tasks/{id}", swarm_mode.by_id),
+    ("GET", "/tasks/{id}/logs", swarm_mode.logs),
+    ("GET", "/secrets", swarm_mode.listing),
+    ("POST", "/secrets/create", swarm_mode.secret_create),
+    ("GET", "/secrets/{id}", swarm_mode.by_id),
+    ("DELETE", "/secrets/{id}", swarm_mode.by_id),
+    ("POST", "/secrets/{id}/update", swarm_mode.secret_update),
+    ("GET", "/configs", swarm_mode.listing),
+    ("POST", "/configs/create", swarm_mode.config_create),
+    ("GET", "/configs/{id}", swarm_mode.by_id),
+    ("DELETE", "/configs/{id}", swarm_mode.by_id),
+    ("POST", "/configs/{id}/update", swarm_mode.config_update),
+    # -- end of system-api ---------------------------------------------------------------------------------
 ]
 
 
 @web.middleware
 async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and unexpected failures answered as the engine would: JSON ``message``."""
+    """Unknown paths, wrong methods and unexpected failures answered as the engine would: JSON ``message``."""
     try:
         return await handler(request)
     except web.HTTPNotFound:
         return error(404, "page not found")
     except web.HTTPMethodNotAllowed:
-        return error(405, f"{request.method} {request.path} is not allowed")
+        return error(404, "page not found")  # dockerd's router answers a known path's other methods so
     except web.HTTPException:
         raise
     except Exception as exc:  # a bug: say so in Docker's format rather than dropping the connection
@@ -83,7 +128,7 @@ async def replica_forwards(request: web.Request, handler: Handler) -> web.Stream
     peer = PrimaryPeer(leader, manager.cluster.session, manager.peer_ssl)
     if re.fullmatch(r"(/v[0-9.]+)?/info", request.path):
         return await _replica_info(manager, peer, request)
-    if request.headers.get("Upgrade", "").lower() == "tcp":
+    if upgrade_protocol(request) is not None:
         return await hijack(request, peer)
     return await forward(request, peer)
 

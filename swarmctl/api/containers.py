@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import fnmatch
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -15,6 +17,7 @@ from ..cluster.engine import Engine
 from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
+from .fanout import ask
 from .filters import parse_filters
 from .proxy import error, forward, hijack
 
@@ -35,7 +38,8 @@ def _target(request: web.Request, cid: str, rest: str) -> str:
     return f"{_version_prefix(request)}/containers/{cid}{rest}" + (f"?{query}" if query else "")
 
 
-def _summary(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
+def with_node_names(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
+    """A container as listed here: each name written ``/<node>/<name>`` (``docker ps`` shows ``node/name``)."""
     listed = dict(container)
     listed["Names"] = [f"/{engine.name}{name}" for name in container.get("Names") or []]
     return listed
@@ -72,9 +76,14 @@ def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[st
             if not show_all and container.get("State") != "running" and "status" not in filters:
                 continue
             if _matches(engine, container, filters):
-                found.append(_summary(engine, container))
+                found.append(with_node_names(engine, container))
     found.sort(key=lambda c: c.get("Created", 0), reverse=True)
     return found[:limit] if limit > 0 else found
+
+
+def _asked(value: str | None) -> bool:
+    """A boolean query parameter as dockerd reads it (``1``, ``true``... set; absent, ``0``, ``false`` not)."""
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "none")
 
 
 async def containers_json(request: web.Request) -> web.Response:
@@ -83,11 +92,41 @@ async def containers_json(request: web.Request) -> web.Response:
     show_all = query.get("all", "0") not in ("0", "false", "")
     filters = parse_filters(query.get("filters"))
     limit = int(query.get("limit") or -1)
+    if _asked(query.get("size")):
+        return await _with_sizes(request, list_containers(manager, show_all, filters, limit))
     if not filters and limit <= 0:
         body = manager.cached(f"ps:{show_all}", lambda: json.dumps(list_containers(manager, show_all, {}, -1)).encode())
     else:
         body = json.dumps(list_containers(manager, show_all, filters, limit)).encode()
     return web.Response(body=body, content_type="application/json")
+
+
+async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web.Response:
+    """``ps -s``: the containers chosen from the cache, as their nodes list them now, sizes included.
+
+    The cache has no sizes (an engine computes them on request, walking the
+    container's files), so each node that owns a listed container is asked
+    for those containers with ``size=1``; which containers, in which order,
+    is still decided here (this manager's filters, ``node`` among them, and
+    ``limit``). A container removed meanwhile is left out; a node that cannot
+    answer fails the listing, naming it, rather than showing sizes of zero.
+    """
+    owners = {cid: engine for engine in manager_of(request).cluster.healthy() for cid in engine.containers}
+    wanted: dict[Engine, list[str]] = {}
+    for container in listed:
+        wanted.setdefault(owners[container["Id"]], []).append(container["Id"])
+    engines = list(wanted)
+    paths = [
+        f"{_version_prefix(request)}/containers/json?all=1&size=1&filters={quote(json.dumps({'id': ids}))}"
+        for ids in wanted.values()
+    ]
+    replies = await asyncio.gather(*(ask(engine, "GET", path) for engine, path in zip(engines, paths, strict=True)))
+    failed = [reply for reply in replies if not reply.ok]
+    if failed:
+        return error(500, "; ".join(reply.message for reply in failed))
+    fresh = {c["Id"]: with_node_names(reply.engine, c) for reply in replies for c in reply.json() or []}
+    body = [fresh[c["Id"]] for c in listed if c["Id"] in fresh]
+    return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 
 
 def _lookup(request: web.Request) -> tuple[Engine, str] | web.Response:
@@ -103,6 +142,12 @@ async def inspect(request: web.Request) -> web.StreamResponse:
         return found
     engine, cid = found
     data = engine.inspects.get(cid)
+    if _asked(request.query.get("size")):
+        # Sizes are computed by the engine on request; the cache has none.
+        reply = await ask(engine, "GET", _target(request, cid, "/json"))
+        if not reply.ok:
+            return _json_answer(reply.status, reply.body) if reply.status else error(500, reply.error)
+        data = reply.json()
     if data is None:
         return await forward(request, engine, _target(request, cid, "/json"))
     answer = copy.copy(data)
@@ -134,6 +179,15 @@ async def attach(request: web.Request) -> web.StreamResponse:
         return found
     engine, cid = found
     return await hijack(request, engine, _target(request, cid, "/attach"))
+
+
+async def attach_ws(request: web.Request) -> web.StreamResponse:
+    """``attach/ws``: the websocket relayed to the owning node, frames untouched (see ``proxy.hijack``)."""
+    found = _lookup(request)
+    if isinstance(found, web.Response):
+        return found
+    engine, cid = found
+    return await hijack(request, engine, _target(request, cid, "/attach/ws"))
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

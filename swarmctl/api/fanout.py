@@ -21,6 +21,10 @@ from aiohttp import web
 
 from ..cluster.engine import Engine
 
+#: For requests an engine may take minutes to answer (a prune removing layers, disk usage walking
+#: every file on vfs): only a node that sends nothing for that long has failed.
+SLOW_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
+
 
 @dataclass
 class Reply:
@@ -39,10 +43,10 @@ class Reply:
         return json.loads(self.body or b"null")
 
     @property
-    def message(self) -> str:
-        """The engine's error ``message`` (or why it was not reached), prefixed by the node's name."""
+    def text(self) -> str:
+        """The engine's error ``message`` as it wrote it (or why it was not reached)."""
         if self.status == 0:
-            return f"{self.engine.name}: {self.error}"
+            return self.error
         text = self.body.decode(errors="replace").strip()
         try:
             decoded = json.loads(self.body)
@@ -50,7 +54,12 @@ class Reply:
             decoded = None
         if isinstance(decoded, dict) and "message" in decoded:
             text = str(decoded["message"])
-        return f"{self.engine.name}: {text}"
+        return text
+
+    @property
+    def message(self) -> str:
+        """:attr:`text` prefixed by the node's name, for answers that merge several nodes."""
+        return f"{self.engine.name}: {self.text}"
 
 
 async def ask(
@@ -98,3 +107,21 @@ def failure(replies: list[Reply]) -> web.Response:
     return web.Response(
         status=500, body=json.dumps({"message": reasons}).encode(), headers={"Content-Type": "application/json"}
     )
+
+
+def merge_counts(answers: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Several engines' JSON objects as one engine's: lists concatenated, numbers summed, anything else the first.
+
+    A list stays ``null`` while every engine says ``null`` (as an engine
+    writes an empty one); keys keep the first engine's order.
+    """
+    merged: dict[str, Any] = {}
+    for answer in answers:
+        for key, value in answer.items():
+            if key not in merged:
+                merged[key] = list(value) if isinstance(value, list) else value
+            elif isinstance(value, list):
+                merged[key] = [*(merged[key] or []), *value]
+            elif isinstance(value, int) and not isinstance(value, bool) and isinstance(merged[key], int):
+                merged[key] += value
+    return merged

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
+from . import gojson
+
 
 def parse_filters(raw: str | None) -> dict[str, list[str]]:
     """``{"status": ["running"]}`` from either the map-of-lists or the old map-of-bools form."""
@@ -56,3 +58,45 @@ def label_matches(labels: Mapping[str, str], wanted: str) -> bool:
     """``label=key`` (present) or ``label=key=value`` (equal), as the engine filters labels."""
     key, sep, value = wanted.partition("=")
     return key in labels and (not sep or labels[key] == value)
+
+
+def parse_filters_as_dockerd(raw: str) -> dict[str, list[str]]:
+    """``filters`` read as dockerd's ``filters.FromJSON`` reads them, refusing what it refuses with its words.
+
+    For answers the manager gives in an engine's place (``/plugins``, the
+    swarm-mode listings), where a user of one engine would see dockerd's
+    exact error. Both of Go's forms are accepted, ``{"k": {"v": true}}`` and
+    the older ``{"k": ["v"]}``; when neither fits, the error is the first
+    form's, as in Go. Every key of the map form counts, whatever its boolean.
+    Raises :class:`~swarmctl.api.gojson.GoJSONError`.
+    """
+    if raw == "":
+        return {}
+    value = gojson.unmarshal(raw)
+    problem = _map_form_error(value)
+    if problem is None:
+        return {key: list(values or {}) for key, values in (value or {}).items()}
+    if isinstance(value, dict) and all(_string_list(v) for v in value.values()):
+        return {key: [str(v or "") for v in values or []] for key, values in value.items()}
+    raise gojson.GoJSONError(problem)
+
+
+def _map_form_error(value: object) -> str | None:
+    """Go's error decoding ``value`` into ``map[string]map[string]bool``, or None if it fits."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"json: cannot unmarshal {gojson.kind(value)} into Go value of type map[string]map[string]bool"
+    for values in value.values():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            return f"json: cannot unmarshal {gojson.kind(values)} into Go value of type map[string]bool"
+        for flag in values.values():
+            if flag is not None and type(flag) is not bool:
+                return f"json: cannot unmarshal {gojson.kind(flag)} into Go value of type bool"
+    return None
+
+
+def _string_list(values: object) -> bool:
+    return values is None or (isinstance(values, list) and all(v is None or isinstance(v, str) for v in values))

@@ -149,16 +149,36 @@ async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.S
     return response
 
 
+def upgrade_protocol(request: web.Request) -> str | None:
+    """The protocol a client asks to switch to that :func:`hijack` relays (``tcp``, ``websocket``), or None."""
+    wanted = request.headers.get("Upgrade", "").strip().lower()
+    return wanted if wanted in _UPGRADES else None
+
+
+#: Protocols a hijacked connection may switch to: Docker's raw stream, and websockets (``attach/ws``).
+_UPGRADES = ("tcp", "websocket")
+#: Response headers of a websocket handshake that must reach the client (the key's answer, the choices made).
+_WEBSOCKET_HEADERS = {
+    "sec-websocket-accept": "Sec-WebSocket-Accept",
+    "sec-websocket-protocol": "Sec-WebSocket-Protocol",
+    "sec-websocket-extensions": "Sec-WebSocket-Extensions",
+}
+
+
 async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = None) -> web.StreamResponse:
-    """Relay an ``Upgrade: tcp`` request (attach, exec start) as a raw byte pipe.
+    """Relay an upgraded request (attach and exec start's ``Upgrade: tcp``, ``attach/ws``'s websocket) as a byte pipe.
 
     The request goes to the engine on a connection of its own; if the engine
     switches protocols, the client's connection is taken over from aiohttp
     (see :class:`_RawClient`) and bytes are copied both ways. The client's
     half-close (stdin at EOF) is passed on as a half-close, and the engine
     closing ends the session, so ``echo x | docker run -i ... cat`` behaves
-    as it does on one engine.
+    as it does on one engine. A websocket is relayed the same way, frames
+    untouched: the handshake's key and answer pass through, so the client and
+    the engine speak the websocket protocol to each other end to end
+    (pings, closes, text and binary frames included).
     """
+    protocol = upgrade_protocol(request) or "tcp"
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
     body = await request.content.read(request.content_length) if request.content_length else b""
     try:
@@ -171,16 +191,17 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
             f"{request.method} {target} HTTP/1.1",
             f"Host: {engine.addr}",
             "Connection: Upgrade",
-            "Upgrade: tcp",
+            f"Upgrade: {protocol}",
             f"Content-Length: {len(body)}",
         ]
         head += [f"{k}: {v}" for k, v in _request_headers(request).items()]
         stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await stream.drain()
         status, headers = await _read_head(stream)
-        if status != 101 and status // 100 != 2:
+        # Docker's old API answers a raw stream with 200 instead of switching; a websocket must switch.
+        if status != 101 and (status // 100 != 2 or protocol == "websocket"):
             return await _plain_answer(status, headers, stream)
-        await _take_over(request, status, headers, stream)
+        await _take_over(request, status, headers, stream, protocol)
         return _ALREADY_SENT  # the raw connection carried the answer; aiohttp must write nothing
     finally:
         stream.close()
@@ -298,11 +319,25 @@ def _keep_tls_half_open(transport: asyncio.BaseTransport, client: _RawClient) ->
     ssl_protocol._start_shutdown = shutdown_when_we_close
 
 
+def _switching_head(status: int, headers: dict[str, str], protocol: str) -> bytes:
+    """The response head the client gets for the engine's switch (or, on Docker's old API, its 200)."""
+    if protocol == "websocket":
+        head = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade"]
+        head += [f"{name}: {headers[key]}" for key, name in _WEBSOCKET_HEADERS.items() if key in headers]
+    else:
+        content_type = headers.get("content-type", "application/vnd.docker.raw-stream")
+        head = [f"HTTP/1.1 {status} {'UPGRADED' if status == 101 else 'OK'}", f"Content-Type: {content_type}"]
+        if status == 101:
+            head += ["Connection: Upgrade", "Upgrade: tcp"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+
 async def _take_over(
     request: web.Request,
     status: int,
     headers: dict[str, str],
     stream: ByteStream,
+    upgrade: str = "tcp",
 ) -> None:
     transport = request.transport
     protocol = request.protocol
@@ -314,11 +349,7 @@ async def _take_over(
     _keep_tls_half_open(transport, client)
     if early:
         client.data_received(early)
-    content_type = headers.get("content-type", "application/vnd.docker.raw-stream")
-    head = [f"HTTP/1.1 {status} {'UPGRADED' if status == 101 else 'OK'}", f"Content-Type: {content_type}"]
-    if status == 101:
-        head += ["Connection: Upgrade", "Upgrade: tcp"]
-    transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    transport.write(_switching_head(status, headers, upgrade))
 
     async def engine_to_client() -> None:
         while True:

@@ -1,4 +1,4 @@
-"""``/_ping``, ``/version``, ``/info`` and ``/events``: answered by the manager itself."""
+"""``/_ping``, ``/version``, ``/info`` and ``/events``, answered by the manager itself (``/info``: cluster_info.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..cluster.engine import HEALTHY
-from .context import MIN_API_VERSION, Manager, manager_of
+from .cluster_info import info_body
+from .context import MIN_API_VERSION, manager_of
 from .filters import parse_filters
 
 
@@ -48,93 +48,9 @@ async def version(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.4g} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n} B"
-
-
-def build_info(manager: Manager) -> dict[str, Any]:
-    """Swarm's ``/info``: cluster totals, and each node in ``SystemStatus`` (as Swarm 1.2.9 wrote it)."""
-    engines = sorted(manager.cluster.engines.values(), key=lambda e: (e.name, e.addr))
-    role = [["Role", "primary"]]
-    if manager.replicated and not manager.role.primary:
-        role = [["Role", "replica"], ["Primary", manager.role.leader or ""]]
-    status: list[list[str]] = [
-        *role,
-        ["Strategy", manager.strategy],
-        ["Filters", ", ".join(manager.filters)],
-        ["Nodes", str(len(engines))],
-    ]
-    totals = {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0}
-    images = ncpu = memory = 0
-    for engine in engines:
-        states = [c.get("State") for c in engine.containers.values()]
-        running, paused = states.count("running"), states.count("paused")
-        stopped = len(states) - running - paused
-        cpus, reserved_memory = engine.reserved()
-        status += [
-            [f" {engine.name}", engine.addr],
-            ["  └ ID", f"{engine.id}|{engine.addr}"],
-            ["  └ Status", engine.state],
-            ["  └ Containers", f"{len(states)} ({running} Running, {paused} Paused, {stopped} Stopped)"],
-            ["  └ Reserved CPUs", f"{cpus:g} / {engine.ncpu}"],
-            ["  └ Reserved Memory", f"{_bytes(reserved_memory)} / {_bytes(engine.memory)}"],
-            ["  └ Labels", ", ".join(f"{k}={v}" for k, v in sorted(engine.labels.items()))],
-            [
-                "  └ UpdatedAt",
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(engine.updated_at)) if engine.updated_at else "",
-            ],
-            ["  └ ServerVersion", str(engine.info.get("ServerVersion", ""))],
-        ]
-        if engine.state != HEALTHY and engine.last_error:
-            status.append(["  └ Error", engine.last_error])
-        if engine.state == HEALTHY:
-            totals["Containers"] += len(states)
-            totals["ContainersRunning"] += running
-            totals["ContainersPaused"] += paused
-            totals["ContainersStopped"] += stopped
-            images += len(engine.images)
-            ncpu += engine.ncpu
-            memory += engine.memory
-    return {
-        "ID": manager.id,
-        **totals,
-        "Images": images,
-        "Driver": "",
-        "DriverStatus": None,
-        "SystemStatus": status,
-        "Plugins": {"Volume": None, "Network": None, "Authorization": None, "Log": None},
-        "NCPU": ncpu,
-        "MemTotal": memory,
-        "Name": manager.name,
-        "Labels": [],
-        "ServerVersion": f"swarm/{__version__}",
-        "OperatingSystem": platform.system(),
-        "OSType": "linux",
-        "Architecture": platform.machine(),
-        "KernelVersion": platform.release(),
-        "IndexServerAddress": "",
-        "ExperimentalBuild": False,
-        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "Swarm": {
-            "NodeID": "",
-            "NodeAddr": "",
-            "LocalNodeState": "inactive",
-            "ControlAvailable": False,
-            "Error": "",
-            "RemoteManagers": None,
-        },
-        "Warnings": None,
-    }
-
-
 async def info(request: web.Request) -> web.Response:
-    manager = manager_of(request)
-    body = manager.cached("info", lambda: json.dumps(build_info(manager)).encode())
-    return web.Response(body=body, content_type="application/json")
+    """The cluster's ``/info`` (see cluster_info.py)."""
+    return web.Response(body=info_body(manager_of(request)), content_type="application/json")
 
 
 def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:

@@ -25,6 +25,11 @@ class EventBus:
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self._subscribers.discard(queue)
 
+    @property
+    def subscribers(self) -> int:
+        """How many ``/events`` clients are listening (``/info``'s ``NEventsListener``)."""
+        return len(self._subscribers)
+
     def history(self) -> list[Event]:
         """The most recent events, oldest first (for ``docker events --since``)."""
         return list(self._history)
