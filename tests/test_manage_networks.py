@@ -295,3 +295,25 @@ def test_bad_requests_get_the_engines_answers(manager: Manager, clean: None) -> 
         manager, "POST", "/v1.41/networks/create", b'{"Name": "n", "Labels": {"com.docker.swarm.constraints": "[1]"}}'
     )
     assert status == 400 and "com.docker.swarm.constraints" in answer["message"]
+
+
+def test_network_and_volume_prunes_act_on_every_node(
+    manager: Manager, nodes: list[dk.DockerNode], sdk: docker.DockerClient, clean: None
+) -> None:
+    manager.ok("network", "create", "node1/unused1")
+    manager.ok("network", "create", "node3/unused3")
+    manager.ok("network", "create", "node2/kept")
+    manager.ok("run", "-d", "--name", "keeper", "--network", "kept", dk.IMAGE, "sleep", "300")
+    out = manager.ok("network", "prune", "-f")
+    assert "unused1" in out and "unused3" in out and "kept" not in out
+    assert [n.name for n in nodes if "kept" in networks_on(n)] == ["node2"]
+    assert not any({"unused1", "unused3"} & networks_on(n) for n in nodes)
+    assert manager.ok("network", "ls", "--filter", "type=custom", "--format", "{{.Name}}").split() == ["kept"]
+
+    manager.ok("volume", "create", "spare")
+    manager.ok("volume", "create", "node2/held")
+    manager.ok("run", "-d", "--name", "holder", "-v", "held:/data", dk.IMAGE, "sleep", "300")
+    pruned = sdk.volumes.prune()
+    assert pruned["VolumesDeleted"] == ["spare"], "a name deleted on three nodes is listed once"
+    assert all("spare" not in volumes_on(n) for n in nodes) and "held" in volumes_on(nodes[1])
+    assert manager.ok("volume", "ls", "--format", "{{.Name}}").split() == ["held"]
