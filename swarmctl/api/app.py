@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..replication import PrimaryPeer
-from . import containers, images, networks, system, volumes
+from . import archives, build, containers, images, networks, registry, system, volumes
 from .context import MANAGER, Manager, manager_of
 from .proxy import error, forward, hijack
 
@@ -47,6 +47,17 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/networks/{ref:.+}", networks.network_inspect),
     ("GET", "/volumes", volumes.volumes_json),
     ("GET", "/volumes/{ref:.+}", volumes.volume_inspect),
+    # Build, commit, save/load, push, search and login (one block: other branches edit this list too).
+    ("POST", "/build", build.build),
+    ("POST", "/build/cancel", build.cancel),
+    ("POST", "/build/prune", build.prune),
+    ("POST", "/commit", images.commit),
+    ("GET", "/images/get", archives.save_many),
+    ("GET", "/images/{name:.+}/get", archives.save_one),
+    ("POST", "/images/load", archives.load),
+    ("POST", "/images/{name:.+}/push", registry.push),
+    ("GET", "/images/search", registry.through_any),
+    ("POST", "/auth", registry.through_any),
 ]
 
 
