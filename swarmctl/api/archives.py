@@ -95,6 +95,8 @@ async def save_one(request: web.Request) -> web.StreamResponse:
 async def save_many(request: web.Request) -> web.StreamResponse:
     """``GET /images/get?names=a&names=b``: from a node that has all of them (one tar comes from one engine)."""
     cluster = manager_of(request).cluster
+    if not cluster.healthy():
+        return error(500, "No healthy node available in the cluster")
     names = request.query.getall("names", [])
     holders = {name: cluster.engine_with_image(name) for name in names}
     missing = [name for name, engines in holders.items() if not engines]
@@ -108,10 +110,6 @@ async def save_many(request: web.Request) -> web.StreamResponse:
             f"no node has all of the images {', '.join(names)} ({where}): "
             "save them separately, or load them onto one node first",
         )
-    if not names:
-        every = cluster.healthy()[:1]
-        if not every:
-            return error(500, "No healthy node available in the cluster")
     return await forward(request, every[0])
 
 
