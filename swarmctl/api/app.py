@@ -90,7 +90,7 @@ async def replica_forwards(request: web.Request, handler: Handler) -> web.Stream
         return await _replica_info(manager, peer, request)
     if request.headers.get("Upgrade", "").lower() == "tcp":
         return await hijack(request, peer)
-    return await forward(request, peer)
+    return await forward(request, peer, stream_body=True)  # a build context or image tar is not held in memory
 
 
 async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Request) -> web.StreamResponse:
