@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -96,14 +96,13 @@ async def forward(
     engine: Upstream,
     path_qs: str | None = None,
     *,
-    body: bytes | AsyncIterable[bytes] | None = None,
+    body: bytes | None = None,
     stream_body: bool = False,
-    epilogue: Epilogue | None = None,
 ) -> web.StreamResponse:
     """Send ``request`` to ``engine`` (at ``path_qs``, default the same path) and relay the answer.
 
-    The request's body is read whole, unless ``stream_body``: then it goes on as it arrives (a
-    build context or an image tarball can be gigabytes), or ``body`` is sent in its place.
+    The request's body (or ``body`` in its place) is read whole and sent, unless ``stream_body``:
+    then it goes on as it arrives (a build context or an image tar can be gigabytes).
     """
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
     data: Any = body
@@ -120,7 +119,7 @@ async def forward(
             skip_auto_headers=NO_INVENTED_HEADERS,
         )
         async with upstream_cm as upstream:
-            return await relay(request, upstream, epilogue=epilogue)
+            return await relay(request, upstream)
     except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
         engine.report_failure(exc)
         return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
