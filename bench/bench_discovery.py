@@ -128,9 +128,7 @@ def main() -> None:
         with standalone(Path(tmp) / "zk") as zk:
             for size in sizes:
                 report("zk", size, f"zk://{zk.address}/bench", zk.address, RAW_KAZOO)
-    print(
-        f"(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
-    )
+    print(f"(peak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
 
 
 if __name__ == "__main__":

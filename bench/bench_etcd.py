@@ -124,9 +124,7 @@ def _quiet_raw_watcher_exit(hook_args: threading.ExceptHookArgs) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--endpoint", help="an etcd to use (host:port); default: start one")
     parser.add_argument("--count", type=int, default=300, help="operations per round (default 300)")
     parser.add_argument("--rounds", type=int, default=10, help="alternating rounds (default 10)")
@@ -144,9 +142,7 @@ def main() -> int:
             timed(lambda: client.get("bench/k"), 200)
             timed(lambda: store.get("bench/k"), 200)
 
-            print(
-                f"etcd at {endpoint}; {args.rounds} rounds x {args.count} ops each; latencies in microseconds"
-            )
+            print(f"etcd at {endpoint}; {args.rounds} rounds x {args.count} ops each; latencies in microseconds")
             print(f"{'':<16} {'raw etcd3':>19}   {'kvstore':>19}   ratio (kvstore/raw, medians)")
             print(f"{'':<16} {'median':>9} {'p99':>9}   {'median':>9} {'p99':>9}")
             ratios = []

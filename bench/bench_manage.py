@@ -104,7 +104,7 @@ def compare(manager: str, engine: str, seconds: int, label: str, go: dict[str, f
         print(
             f"{label:14} GET {path:24} manager {m_rps:8.0f} req/s (p50 {m50}, p99 {m99})   engine "
             f"{e_rps:7.0f} req/s (p50 {e50}, p99 {e99})   manager/engine {m_rps / e_rps:5.1f}   "
-            (f"manager/Go-swarm {m_rps / go[path]:.2f}" if path in go else "")
+            + (f"manager/Go-swarm {m_rps / go[path]:.2f}" if path in go else "")
         )
 
 
@@ -135,15 +135,11 @@ def main() -> None:
         wait_for(lambda: healthy_nodes(addr) == 2, 60, "both nodes healthy")
         compare(addr, nodes[0].addr, args.seconds, "2 nodes", GO)
         m_ps, e_ps = docker_ps(f"tcp://{addr}"), docker_ps(f"tcp://{nodes[0].addr}")
-        print(
-            f"docker ps -a: manager {m_ps * 1000:.0f} ms, engine {e_ps * 1000:.0f} ms, ratio {m_ps / e_ps:.2f}"
-        )
+        print(f"docker ps -a: manager {m_ps * 1000:.0f} ms, engine {e_ps * 1000:.0f} ms, ratio {m_ps / e_ps:.2f}")
         manager.stop()
 
         big = work / "many"
-        dead = [
-            f"127.{1 + n // 65024}.{n // 254 % 256}.{n % 254 + 1}:{free_port()}" for n in range(args.dead)
-        ]
+        dead = [f"127.{1 + n // 65024}.{n // 254 % 256}.{n % 254 + 1}:{free_port()}" for n in range(args.dead)]
         big.write_text("".join(f"{a}\n" for a in [*(node.addr for node in nodes), *dead]))
         manager, addr = start_manager(work, big)
         processes.append(manager)

@@ -36,9 +36,7 @@ def raw_sqlite(path: Path, ops: int) -> tuple[float, float]:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(
-        "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, idx INTEGER, expires REAL) WITHOUT ROWID"
-    )
+    conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB, idx INTEGER, expires REAL) WITHOUT ROWID")
 
     def put(n: int) -> None:
         conn.execute("BEGIN IMMEDIATE")

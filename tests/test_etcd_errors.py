@@ -128,9 +128,7 @@ def test_a_file_that_is_not_pem(secure: EtcdCluster, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     tls = _tls(secure)
-    config = Config(
-        connection_timeout=TIMEOUT, tls=ClientTLS(str(junk), str(tls.client.cert), str(tls.client.key))
-    )
+    config = Config(connection_timeout=TIMEOUT, tls=ClientTLS(str(junk), str(tls.client.cert), str(tls.client.key)))
     error = _fails_fast(lambda: kvstore.new_store("etcd", secure.endpoints, config), timeout=0.0)
     assert "junk.pem" in str(error)
 

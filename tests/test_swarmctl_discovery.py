@@ -47,9 +47,7 @@ def joins(tmp_path: Path) -> Iterator[list[Join]]:
         join.kill()
 
 
-def start_join(
-    joins: list[Join], tmp_path: Path, backend: DiscoveryBackend, advertise: str, **kwargs: str
-) -> Join:
+def start_join(joins: list[Join], tmp_path: Path, backend: DiscoveryBackend, advertise: str, **kwargs: str) -> Join:
     join = Join(tmp_path, advertise, backend.url, *backend.options, **kwargs)
     joins.append(join.start())
     return join
@@ -96,9 +94,7 @@ def test_delay_spreads_first_registrations(joins: list[Join], tmp_path: Path) ->
         next(watch)
         started = time.monotonic()
         for n in range(10):
-            start_join(
-                joins, tmp_path, backend, f"127.0.1.{n + 1}:2375", delay="5s", heartbeat="30s", ttl="60s"
-            )
+            start_join(joins, tmp_path, backend, f"127.0.1.{n + 1}:2375", delay="5s", heartbeat="30s", ttl="60s")
         while len(arrivals) < 10:
             pairs = watch.next(timeout=30)
             now = time.monotonic() - started

@@ -73,9 +73,7 @@ def test_bad_entries_name_the_entry(entry: str, why: str) -> None:
 
 def test_file_discovery_reads_ranges_comments_and_changes(tmp_path: Path) -> None:
     path = tmp_path / "my_cluster"
-    path.write_text(
-        "# the cluster\n10.0.0.[11:12]:2375\n\n  10.0.1.[15:16]:2375  # two more\n192.168.1.2:[2:3]375\n"
-    )
+    path.write_text("# the cluster\n10.0.0.[11:12]:2375\n\n  10.0.1.[15:16]:2375  # two more\n192.168.1.2:[2:3]375\n")
     assert run_swarmctl("list", f"file://{path}").stdout.split() == [
         "10.0.0.11:2375",
         "10.0.0.12:2375",
@@ -222,9 +220,7 @@ def test_every_malformed_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert not failures, "\n".join(map(str, failures))
 
 
-@pytest.mark.parametrize(
-    "args", [["join", "nodes://127.0.0.1:1"], ["list"], ["join", "--bogus"], ["frobnicate"]]
-)
+@pytest.mark.parametrize("args", [["join", "nodes://127.0.0.1:1"], ["list"], ["join", "--bogus"], ["frobnicate"]])
 def test_usage_errors_exit_2(args: list[str]) -> None:
     result = run_swarmctl(*args, env={"SWARM_DISCOVERY": "", "SWARM_ADVERTISE": ""})
     assert result.returncode == 2, result

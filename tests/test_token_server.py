@@ -62,9 +62,7 @@ def test_unknown_cluster_is_404(service: str) -> None:
     assert call("GET", missing)[0] == 404
     assert call("POST", f"{missing}?ttl=10", b"127.0.0.1:1")[0] == 404
     assert call("GET", f"{service}/elsewhere")[0] == 404
-    result = run_swarmctl(
-        "list", "--timeout", "1s", "--discovery-opt", f"token.url={service}", f"token://{'0' * 32}"
-    )
+    result = run_swarmctl("list", "--timeout", "1s", "--discovery-opt", f"token.url={service}", f"token://{'0' * 32}")
     assert result.returncode == 1 and "no such cluster" in result.stderr
 
 

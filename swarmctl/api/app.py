@@ -10,7 +10,21 @@ from aiohttp import web
 
 from .. import __version__
 from ..replication import PrimaryPeer
-from . import containers, disk_usage, distribution, images, networks, plugins, prune, swarm_mode, system, volumes
+from . import (
+    archives,
+    build,
+    containers,
+    disk_usage,
+    distribution,
+    images,
+    networks,
+    plugins,
+    prune,
+    registry,
+    swarm_mode,
+    system,
+    volumes,
+)
 from .context import MANAGER, Manager, manager_of
 from .proxy import error, forward, hijack, upgrade_protocol
 
@@ -98,6 +112,17 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", "/configs/{id}", swarm_mode.by_id),
     ("POST", "/configs/{id}/update", swarm_mode.config_update),
     # -- end of system-api ---------------------------------------------------------------------------------
+    # Build, commit, save/load, push, search and login (one block: other branches edit this list too).
+    ("POST", "/build", build.build),
+    ("POST", "/build/cancel", build.cancel),
+    ("POST", "/build/prune", build.prune),
+    ("POST", "/commit", images.commit),
+    ("GET", "/images/get", archives.save_many),
+    ("GET", "/images/{name:.+}/get", archives.save_one),
+    ("POST", "/images/load", archives.load),
+    ("POST", "/images/{name:.+}/push", registry.push),
+    ("GET", "/images/search", registry.through_any),
+    ("POST", "/auth", registry.through_any),
 ]
 
 
@@ -130,7 +155,7 @@ async def replica_forwards(request: web.Request, handler: Handler) -> web.Stream
         return await _replica_info(manager, peer, request)
     if upgrade_protocol(request) is not None:
         return await hijack(request, peer)
-    return await forward(request, peer)
+    return await forward(request, peer, stream_body=True)  # a build context or image tar is not held in memory
 
 
 async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Request) -> web.StreamResponse:

@@ -6,12 +6,15 @@ import socket
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..cluster.cluster import Cluster
 from ..replication import Role
+
+if TYPE_CHECKING:
+    from .build import RunningBuild
 
 DEFAULT_API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
@@ -35,6 +38,8 @@ class Manager:
     peer_ssl: ssl.SSLContext | None = None
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
     answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    #: Builds running through this manager, by the client's build ID (``/build/cancel`` finds them here).
+    builds: dict[str, RunningBuild] = field(default_factory=dict)
 
     def api_version(self) -> str:
         """The newest API version every healthy node speaks; the docker CLI negotiates down to it."""

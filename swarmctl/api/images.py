@@ -1,37 +1,87 @@
-"""Images: listed from every node's cache; pulls, tags and removals fan out to the nodes."""
+"""Images: listed from every node's cache; pulls, tags, removals and commits on the nodes concerned.
+
+A plain listing is answered from the cache. A filtered one (``reference=``,
+``dangling=``, ``label=``, ``before=``...) or one with ``all=1`` is asked
+of every node with the same query, so each filter means exactly what the
+engine makes it mean, and the answers are merged as the cache's are.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 
+from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
+from .archives import import_image
 from .context import manager_of
 from .fanout import on_each
 from .proxy import STREAM_TIMEOUT, error, forward
 
+#: What an engine lists for an image without tags or digests.
+_PLACEHOLDERS = {"RepoTags": "<none>:<none>", "RepoDigests": "<none>@<none>"}
+
+
+def merge_images(listings: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per image ID (the same image on several nodes is one image), tags and digests united, newest first.
+
+    An image tagged on one node and untagged on another is listed with its tags only, not also as ``<none>``.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for listing in listings:
+        for image in listing:
+            seen = merged.get(image["Id"])
+            if seen is None:
+                merged[image["Id"]] = dict(image)
+                continue
+            for key, placeholder in _PLACEHOLDERS.items():
+                united = list(dict.fromkeys([*(seen.get(key) or []), *(image.get(key) or [])]))
+                if len(united) > 1 and placeholder in united:
+                    united.remove(placeholder)
+                if united:
+                    seen[key] = united
+    return sorted(merged.values(), key=lambda i: -int(i.get("Created", 0)))
+
 
 async def images_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
+    query = request.query
+    if query.get("filters") or query.get("filter") or query.get("all", "0") not in ("0", "false", ""):
+        engines = manager.cluster.healthy()
+        replies = await on_each(engines, "GET", request.rel_url.raw_path_qs)
+        good = [r for r in replies if r.ok]
+        if replies and not good:
+            first = next((r for r in replies if r.status), replies[0])
+            return error(first.status or 500, first.message)
+        body = json.dumps(merge_images(r.json() or [] for r in good)).encode()
+        return web.Response(body=body, content_type="application/json")
 
     def build() -> bytes:
-        merged: dict[str, dict[str, Any]] = {}
-        for engine in manager.cluster.healthy():
-            for image in engine.images:
-                seen = merged.get(image["Id"])
-                if seen is None:
-                    merged[image["Id"]] = dict(image)
-                else:
-                    tags = seen.get("RepoTags") or []
-                    seen["RepoTags"] = tags + [t for t in image.get("RepoTags") or [] if t not in tags]
-        return json.dumps(sorted(merged.values(), key=lambda i: -int(i.get("Created", 0)))).encode()
+        return json.dumps(merge_images(engine.images for engine in manager.cluster.healthy())).encode()
 
     return web.Response(body=manager.cached("images", build), content_type="application/json")
+
+
+async def commit(request: web.Request) -> web.StreamResponse:
+    """``POST /commit?container=REF``: on the container's node (REF as every container route reads it)."""
+    cluster = manager_of(request).cluster
+    try:
+        engine, cid = cluster.find_container(request.query.get("container", ""))
+    except LookupError_ as exc:
+        return error(exc.status, exc.message)
+    items = [(k, cid if k == "container" else v) for k, v in request.query.items()]
+    response = await forward(request, engine, f"{request.rel_url.raw_path}?{urlencode(items)}")
+    if response.status < 300:
+        with contextlib.suppress(Exception):
+            await engine.refresh_images()
+    return response
 
 
 def _holders(request: web.Request) -> list[Engine]:
@@ -63,14 +113,16 @@ async def image_on_all(request: web.Request) -> web.StreamResponse:
         return web.Response(status=answered[0].status, body=answered[0].body, content_type="application/json")
     if request.method == "DELETE":
         merged: list[Any] = []
-        for reply in good:
-            merged += reply.json() or []
+        for reply in good:  # the same image on several nodes is untagged and deleted once, as one engine says
+            merged += [item for item in reply.json() or [] if item not in merged]
         return web.json_response(merged)
     return web.Response(status=good[0].status, body=good[0].body)
 
 
 async def images_create(request: web.Request) -> web.StreamResponse:
-    """``docker pull`` (and import): run on every healthy node, progress streamed as it comes."""
+    """``docker pull``: run on every healthy node, progress streamed as it comes (``docker import``: see archives)."""
+    if request.query.get("fromSrc"):
+        return await import_image(request)
     manager = manager_of(request)
     engines = manager.cluster.healthy()
     if not engines:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import re
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -61,6 +62,9 @@ _KEEP_RESPONSE = {
 }
 
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+#: aiohttp gives a bodiless POST ``Content-Type: application/octet-stream``, which an engine that
+#: checks for JSON refuses (``/commit``): only the client's own content type goes on.
+NO_INVENTED_HEADERS = ("Content-Type",)
 CHUNK = 64 * 1024
 
 
@@ -92,12 +96,18 @@ async def json_body(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-def _request_headers(request: web.Request) -> dict[str, str]:
+def request_headers(request: web.Request) -> dict[str, str]:
+    """The client's headers as they go on to an engine (``X-Registry-Auth``/``-Config`` included)."""
     return {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() in _KEEP_RESPONSE}
+
+
+#: Awaited once an engine's answer has been read, before the client's answer ends; what it returns is
+#: added at the end of a streamed answer (a line saying why a build stopped, say).
+Epilogue = Callable[[], Awaitable[bytes]]
 
 
 async def forward(
@@ -106,18 +116,26 @@ async def forward(
     path_qs: str | None = None,
     *,
     body: bytes | None = None,
+    stream_body: bool = False,
 ) -> web.StreamResponse:
-    """Send ``request`` to ``engine`` (at ``path_qs``, default the same path) and relay the answer."""
+    """Send ``request`` to ``engine`` (at ``path_qs``, default the same path) and relay the answer.
+
+    The request's body (or ``body`` in its place) is read whole and sent, unless ``stream_body``:
+    then it goes on as it arrives (a build context or an image tar can be gigabytes).
+    """
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
-    data: Any = body if body is not None else (await request.read() if request.body_exists else None)
+    data: Any = body
+    if data is None and request.body_exists:
+        data = request.content.iter_any() if stream_body else await request.read()
     try:
         upstream_cm = engine.request(
             request.method,
             target,
-            headers=_request_headers(request),
+            headers=request_headers(request),
             data=data,
             timeout=STREAM_TIMEOUT,
             allow_redirects=False,
+            skip_auto_headers=NO_INVENTED_HEADERS,
         )
         async with upstream_cm as upstream:
             return await relay(request, upstream)
@@ -126,24 +144,40 @@ async def forward(
         return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
 
 
-async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Copy ``upstream``'s status, headers and body to the client, streaming when it streams."""
+async def relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, *, epilogue: Epilogue | None = None
+) -> web.StreamResponse:
+    """Copy ``upstream``'s status, headers and body to the client, streaming when it streams.
+
+    ``epilogue`` runs once the engine's answer is read; its bytes end a streamed
+    answer (on a line of their own), while a whole answer (an error) goes as it was.
+    """
     headers = _response_headers(upstream)
     length = upstream.content_length
     if length is not None and length <= 1 << 20:
-        return web.Response(status=upstream.status, headers=headers, body=await upstream.read())
+        body = await upstream.read()
+        if epilogue is not None:
+            await epilogue()
+        return web.Response(status=upstream.status, headers=headers, body=body)
     response = web.StreamResponse(status=upstream.status, headers=headers)
     if length is not None:
         response.content_length = length
     await response.prepare(request)
+    at_line_start = True
     try:
         while True:
             chunk = await upstream.content.readany()
             if not chunk:
                 break
             await response.write(chunk)
+            at_line_start = chunk.endswith(b"\n")
     except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-        pass  # the node went away mid-stream: end our stream cleanly
+        pass  # the node went away mid-stream (or the stream was cut on purpose): end our stream cleanly
+    if epilogue is not None:
+        tail = await epilogue()
+        if tail and length is None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await response.write(tail if at_line_start else b"\n" + tail)
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response
@@ -194,7 +228,7 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
             f"Upgrade: {protocol}",
             f"Content-Length: {len(body)}",
         ]
-        head += [f"{k}: {v}" for k, v in _request_headers(request).items()]
+        head += [f"{k}: {v}" for k, v in request_headers(request).items()]
         stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await stream.drain()
         status, headers = await _read_head(stream)

@@ -114,8 +114,12 @@ class Cluster:
         raise LookupError_(404, f"No such container: {ref}")
 
     def engine_with_image(self, ref: str) -> list[Engine]:
-        """Healthy engines that have image ``ref`` (a name[:tag], an ID or an ID prefix)."""
+        """Healthy engines that have image ``ref`` (a name[:tag], ``name@digest``, an ID or an ID prefix)."""
         return [e for e in self.healthy() if image_matches(e, ref)]
+
+    def engines_with_repository(self, name: str) -> list[Engine]:
+        """Healthy engines with any tag of repository ``name`` (``docker push name`` pushes them all)."""
+        return [e for e in self.healthy() if has_repository(e, name)]
 
 
 def image_matches(engine: Engine, ref: str) -> bool:
@@ -128,4 +132,15 @@ def image_matches(engine: Engine, ref: str) -> bool:
             return True
         if wanted in (image.get("RepoTags") or []) or ref in (image.get("RepoTags") or []):
             return True
+        if "@" in ref and ref in (image.get("RepoDigests") or []):
+            return True
     return False
+
+
+def has_repository(engine: Engine, name: str) -> bool:
+    return any(
+        str(tag).rsplit(":", 1)[0] == name
+        for image in engine.images
+        for tag in image.get("RepoTags") or []
+        if ":" in str(tag).rsplit("/", 1)[-1]
+    )

@@ -42,7 +42,7 @@ import contextlib
 import json
 import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -226,10 +226,20 @@ class Placer:
                 return Outcome(500, _message(reason), engine)
         return None
 
-    async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
+    @contextlib.contextmanager
+    def holding(self, engine: Engine, request: ContainerRequest) -> Iterator[None]:
+        """Count ``request`` on ``engine`` while the block runs (a create in flight, or a build running there)."""
         held = self.pending.setdefault(engine.addr, [])
         held.append(request)
         try:
+            yield
+        finally:
+            held.remove(request)
+            if not held:
+                self.pending.pop(engine.addr, None)
+
+    async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
+        with self.holding(engine, request):
             try:
                 async with engine.request(
                     "POST", url, data=json.dumps(request.body).encode(), headers={"Content-Type": "application/json"}
@@ -258,10 +268,6 @@ class Placer:
             with contextlib.suppress(Exception):
                 await engine.refresh_container(container_id)
             return Outcome(201, body, engine, container_id)
-        finally:
-            held.remove(request)
-            if not held:
-                self.pending.pop(engine.addr, None)
 
 
 def _has_image(engine: Engine, image: str) -> bool:

@@ -410,9 +410,7 @@ def tls_etcd(workdir: Path) -> Iterator[EtcdCluster]:
 
 
 @contextlib.contextmanager
-def auth_etcd(
-    workdir: Path, password: str, user: str = "root", token_ttl: int = 300
-) -> Iterator[EtcdCluster]:
+def auth_etcd(workdir: Path, password: str, user: str = "root", token_ttl: int = 300) -> Iterator[EtcdCluster]:
     """One plain etcd with auth on (``user``/``password``); tokens last ``token_ttl`` seconds."""
     with EtcdCluster(workdir, size=1, extra_args=["--auth-token-ttl", str(token_ttl)]) as cluster:
         cluster.start()
