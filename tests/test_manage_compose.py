@@ -31,6 +31,8 @@ NODES = ("node1", "node2", "node3")
 
 #: Both files: a database pinned to node2 by a Swarm constraint, a web service next to it sharing
 #: its data, a sidecar in the web service's network namespace, and a service built from a Dockerfile.
+#: Every service depends on the pinned one, so that its container is the project network's first
+#: (a local network goes where its first container goes; see test_first_container_decides).
 VERSION_2 = """
 version: "2.4"
 services:
@@ -53,6 +55,7 @@ services:
   tool:
     build: ./tool
     command: cat /built
+    depends_on: [db]
 volumes:
   data: {}
 """
@@ -81,6 +84,7 @@ services:
   tool:
     build: ./tool
     command: cat /built
+    depends_on: [db]
     networks: [back]
 networks:
   back: {}
@@ -121,7 +125,7 @@ class Project:
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         assert COMPOSE is not None
         return subprocess.run(
-            [COMPOSE, "--no-ansi", "-p", self.name, *args],
+            [COMPOSE, "--ansi", "never", "-p", self.name, *args],
             cwd=self.directory,
             env={**os.environ, "DOCKER_HOST": f"tcp://{self.manager.addr}", "COMPOSE_INTERACTIVE_NO_CLI": "1"},
             capture_output=True,
@@ -198,3 +202,32 @@ def test_compose_project_lives_together_and_leaves_nothing(
         assert manager.ok("images", "-q", f"{name}_tool") == ""
     finally:
         project.run("down", "-v", "-t", "1", "--rmi", "local")
+
+
+def test_first_container_decides_where_the_project_network_is(manager: Manager, tmp_path: Path) -> None:
+    """A project network lives where its first container went; a later pinned service elsewhere is refused,
+    the answer naming both nodes (the pinned service should come first: ``depends_on``)."""
+    project = Project(
+        tmp_path,
+        "late",
+        manager,
+        """
+        version: "2.4"
+        services:
+          free:
+            image: busybox:local
+            command: sleep 600
+            environment: ["constraint:node==node1"]
+          pinned:
+            image: busybox:local
+            command: sleep 600
+            environment: ["constraint:node==node3"]
+        """,
+    )
+    try:
+        project.ok("up", "-d", "free")
+        refused = project.run("up", "-d", "pinned")
+        assert refused.returncode != 0
+        assert "constraint node==node3" in refused.stderr and "network late_default (it is on node1)" in refused.stderr
+    finally:
+        project.run("down", "-v", "-t", "1")

@@ -259,18 +259,28 @@ def test_containerslots(manager: Manager, clean: None) -> None:
     assert create(manager, "elsewhere", "-e", "constraint:disk==ssd") == "node3"
 
 
-def test_failed_create_tries_the_next_candidate(manager: Manager, nodes: list[dk.DockerNode], clean: None) -> None:
-    # Spread tries node1 first (all empty); only node3's engine knows the runtime.
+def test_runtimes_and_refusals(manager: Manager, nodes: list[dk.DockerNode], clean: None) -> None:
+    # Spread would try node1 first (all empty); only node3's engine knows the runtime, as its /info says.
     assert create(manager, "rt", "--runtime", "custom") == "node3"
-    log = manager.process.log_path.read_text()
-    assert "Unknown runtime specified custom" in log, "the first candidate did not refuse"
+    assert "Unknown runtime specified custom" not in manager.process.log_path.read_text()
+    # A runtime no engine knows: the engine's own refusal, given at once (every node would say it).
     nowhere = refused(manager, "create", "--runtime", "nosuch", dk.IMAGE, "true")
     assert "Unknown runtime specified nosuch" in nowhere
+    bad_driver = refused(manager, "create", "--log-driver", "nosuchdriver", dk.IMAGE, "true")
+    assert "nosuchdriver" in bad_driver
+    log = manager.process.log_path.read_text()
+    assert log.count("Unknown runtime specified nosuch") == 1, "a bad request was tried on another node"
+    assert sum("nosuchdriver" in line and "create on" in line for line in log.splitlines()) == 1
     # An image only node2 has: the create goes where the image is.
     assert nodes[1].docker("tag", dk.IMAGE, "only2:1").returncode == 0
     wait_image(manager, "only2:1")
     manager.ok("create", "--name", "img", "only2:1", "true")
     assert placed(manager)["img"] == "node2"
+    # Pinned where the image is not: it is copied there from the node that has it, as if pulled.
+    manager.ok("create", "--name", "img1", "-e", "constraint:node==node1", "only2:1", "true")
+    assert placed(manager)["img1"] == "node1"
+    assert nodes[0].docker("image", "inspect", "only2:1").returncode == 0
+    assert nodes[0].docker("rm", "img1").returncode == 0 and nodes[0].docker("rmi", "only2:1").returncode == 0
     # An image no node has: Docker's 404, which the CLI reports (and would pull for, had it been allowed).
     missing = manager.docker("run", "--pull", "never", "--rm", "nosuch:1", "true")
     assert missing.returncode == 125 and "No such image: nosuch:1" in missing.stderr

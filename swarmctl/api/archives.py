@@ -19,20 +19,15 @@ import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
 from ..cluster.engine import Engine
+from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply, iter_lines, on_each
+from ..cluster.transfer import copy_image
 from .context import manager_of
-from .fanout import Reply, iter_lines, on_each
-from .proxy import NO_INVENTED_HEADERS, STREAM_TIMEOUT, error, forward, relay, request_headers
-
-
-def _prefix(request: web.Request) -> str:
-    """``/v1.41`` when the client wrote one, so what the manager asks the engines is in the same version."""
-    return request.rel_url.raw_path.split("/images/")[0]
+from .proxy import error, forward, relay, request_headers
 
 
 def _error_line(message: str) -> bytes:
@@ -221,31 +216,9 @@ async def import_image(request: web.Request) -> web.StreamResponse:
         await out.write(_error_line(reason))
         return await out.finish()
     if image_id and others:
-        failed = await _copy(request, source, others, imported_name(request.query) or image_id)
+        failed = await copy_image(source, others, imported_name(request.query) or image_id)
         if failed:
             message = "; ".join(failed)
             await out.write(_error_line(f"imported on {source.name} as {image_id}, not copied to: {message}"))
     await _refresh(engines)
     return await out.finish()
-
-
-async def _copy(request: web.Request, source: Engine, targets: list[Engine], name: str) -> list[str]:
-    """Copy image ``name`` from ``source`` to ``targets`` (save there, load here, streamed); why each failed."""
-    prefix = _prefix(request)
-    try:
-        async with source.request("GET", f"{prefix}/images/get?names={quote(name)}", timeout=STREAM_TIMEOUT) as saved:
-            if saved.status != 200:
-                reason = Reply(source, saved.status, await saved.read()).message
-                return [f"{t.name}: cannot save it on {reason}" for t in targets]
-            replies = await on_each(
-                targets,
-                "POST",
-                f"{prefix}/images/load?quiet=1",
-                body=saved.content.iter_any(),
-                headers={"Content-Type": "application/x-tar"},
-                timeout=STREAM_TIMEOUT,
-            )
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        source.report_failure(exc)
-        return [f"{t.name}: cannot save it on {source.name}: {exc}" for t in targets]
-    return [r.stream_error for r in replies if r.stream_error]

@@ -29,10 +29,11 @@ import aiohttp
 from aiohttp import web
 
 from ..cluster.engine import Engine
+from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT
 from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
 from ..scheduler.placement import CREATE_TRIES, placer_for
 from .context import manager_of
-from .proxy import NO_INVENTED_HEADERS, STREAM_TIMEOUT, error, forward, relay, request_headers
+from .proxy import error, forward, relay, request_headers
 from .prune import prune_on_every_node
 
 #: Build arguments that are Swarm's placement rules, not the Dockerfile's.

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
+from ..cluster.fanout import ask
 from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
-from .fanout import ask
 from .filters import parse_filters
-from .proxy import error, forward, hijack
+from .proxy import error, forward, hijack, version_prefix
 
 #: POST actions after which the cache is refreshed before answering, so that
 #: ``docker stop x && docker ps`` never shows the old state.
@@ -28,14 +28,9 @@ from .proxy import error, forward, hijack
 _STATE_CHANGING = {"start", "stop", "restart", "kill", "pause", "unpause", "rename", "update", "wait"}
 
 
-def _version_prefix(request: web.Request) -> str:
-    match = re.match(r"^(/v[0-9.]+)/", request.path)
-    return match[1] if match else ""
-
-
 def _target(request: web.Request, cid: str, rest: str) -> str:
     query = request.rel_url.raw_query_string
-    return f"{_version_prefix(request)}/containers/{cid}{rest}" + (f"?{query}" if query else "")
+    return f"{version_prefix(request)}/containers/{cid}{rest}" + (f"?{query}" if query else "")
 
 
 def with_node_names(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +112,7 @@ async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web
         wanted.setdefault(owners[container["Id"]], []).append(container["Id"])
     engines = list(wanted)
     paths = [
-        f"{_version_prefix(request)}/containers/json?all=1&size=1&filters={quote(json.dumps({'id': ids}))}"
+        f"{version_prefix(request)}/containers/json?all=1&size=1&filters={quote(json.dumps({'id': ids}))}"
         for ids in wanted.values()
     ]
     replies = await asyncio.gather(*(ask(engine, "GET", path) for engine, path in zip(engines, paths, strict=True)))
@@ -233,7 +228,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         _scheduler(manager),
         wanted,
         request.query.get("name", ""),
-        path=f"{_version_prefix(request)}/containers/create",
+        path=f"{version_prefix(request)}/containers/create",
         query=request.rel_url.raw_query_string,
     )
     return _json_answer(outcome.status, outcome.body)

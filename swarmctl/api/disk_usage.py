@@ -24,9 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.engine import Engine
+from ..cluster.fanout import SLOW_TIMEOUT, merge_counts, on_each
 from .containers import with_node_names
 from .context import manager_of
-from .fanout import SLOW_TIMEOUT, merge_counts, on_each
 from .proxy import error
 
 #: What an engine with nothing on it answers (dockerd 20.10).

@@ -14,8 +14,8 @@ import random
 
 from aiohttp import web
 
+from ..cluster.fanout import Reply, ask
 from .context import manager_of
-from .fanout import Reply, ask
 from .proxy import error
 
 #: How many nodes are asked before the last one's failure is the answer.

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
+from ..cluster.fanout import STREAM_TIMEOUT, on_each
 from .archives import import_image
 from .context import manager_of
-from .fanout import on_each
-from .proxy import STREAM_TIMEOUT, error, forward
+from .proxy import error, forward
 
 #: What an engine lists for an image without tags or digests.
 _PLACEHOLDERS = {"RepoTags": "<none>:<none>", "RepoDigests": "<none>@<none>"}

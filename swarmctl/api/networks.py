@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.engine import Engine
+from ..cluster.fanout import Reply, ask
 from ..cluster.resources import (
     PREDEFINED_NETWORKS,
     SCHEDULED_LABEL,
@@ -43,9 +44,8 @@ from ..cluster.resources import (
 from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
-from .fanout import Reply, ask, failure
 from .filters import label_matches, matches_all, parse_filters
-from .proxy import error, forward, json_body, version_prefix
+from .proxy import error, failure, forward, json_body, version_prefix
 
 #: Drivers that span hosts whatever the engine later reports.
 MULTI_HOST_DRIVERS = frozenset({"overlay"})

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
 from .streams import ByteStream
 
 
@@ -61,10 +62,6 @@ _KEEP_RESPONSE = {
     "x-docker-container-path-stat",
 }
 
-STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
-#: aiohttp gives a bodiless POST ``Content-Type: application/octet-stream``, which an engine that
-#: checks for JSON refuses (``/commit``): only the client's own content type goes on.
-NO_INVENTED_HEADERS = ("Content-Type",)
 CHUNK = 64 * 1024
 
 
@@ -76,6 +73,17 @@ def error(status: int, message: str) -> web.Response:
     """
     body = json.dumps({"message": message}).encode()
     return web.Response(status=status, body=body, headers={"Content-Type": "application/json"})
+
+
+def failure(replies: list[Reply]) -> web.Response:
+    """The first engine refusal among ``replies``, as the engine wrote it; else why no node answered."""
+    for reply in replies:
+        if reply.status and not reply.ok:
+            return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": "application/json"})
+    reasons = "; ".join(r.message for r in replies if not r.ok) or "no node answered"
+    return web.Response(
+        status=500, body=json.dumps({"message": reasons}).encode(), headers={"Content-Type": "application/json"}
+    )
 
 
 def version_prefix(request: web.Request) -> str:

@@ -30,16 +30,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from ..cluster.engine import Engine
+from ..cluster.fanout import SLOW_TIMEOUT, Reply, merge_counts, on_each
 from .context import manager_of
-from .fanout import SLOW_TIMEOUT, Reply, merge_counts, on_each
-from .proxy import error
+from .proxy import error, version_prefix
 
 log = logging.getLogger("swarmctl.api")
 
@@ -86,9 +85,8 @@ async def prune_on_every_node(
     engines = manager_of(request).cluster.healthy()
     if not engines:
         return error(500, "No healthy node available in the cluster")
-    prefix = re.match(r"^(/v[0-9.]+)?", request.path)
     query = request.rel_url.raw_query_string
-    path = f"{prefix[0] if prefix else ''}/{kind}/prune" + (f"?{query}" if query else "")
+    path = f"{version_prefix(request)}/{kind}/prune" + (f"?{query}" if query else "")
     replies = await on_each(engines, "POST", path, body=await request.read() or None, timeout=SLOW_TIMEOUT)
     pruned = [(reply, _answer(reply)) for reply in replies]
     good = [(reply, answer) for reply, answer in pruned if answer is not None]

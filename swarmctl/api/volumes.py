@@ -22,13 +22,13 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.engine import Engine
+from ..cluster.fanout import on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
 from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
-from .fanout import failure, on_each
 from .filters import label_matches, matches_all, parse_filters
-from .proxy import error, forward, json_body, version_prefix
+from .proxy import error, failure, forward, json_body, version_prefix
 
 
 def _keep(volume: Volume, filters: dict[str, list[str]]) -> bool:

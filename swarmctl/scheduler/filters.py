@@ -76,7 +76,8 @@ def containerslots(request: ContainerRequest, nodes: list[Node], soft: bool) -> 
 def dependency(request: ContainerRequest, nodes: list[Node], soft: bool) -> list[Node]:
     """Next to what the container uses: another container's volumes, link, network, PID or IPC
     namespace; a local network (wherever it is, unless the placer may move it); a named volume
-    (among the nodes that hold it, anywhere if none does: the engine makes it)."""
+    (among the nodes that hold it, anywhere if none does: the engine makes it); an OCI runtime
+    (among the engines that know it; if none does, the engine's own refusal says so)."""
     wanted = request.dependencies
     if wanted:
         nodes = [n for n in nodes if all(n.has_container(name) for _, name in wanted)]
@@ -93,6 +94,8 @@ def dependency(request: ContainerRequest, nodes: list[Node], soft: bool) -> list
         nodes = _pinned(need, nodes)
         holders = [n for n in nodes if need.name in n.volume_names]
         nodes = holders or nodes
+    if request.runtime:
+        nodes = [n for n in nodes if request.runtime in n.runtimes] or nodes
     return nodes
 
 
@@ -121,6 +124,8 @@ def lacks(request: ContainerRequest, node: Node, others: list[Node]) -> str:
         if need.node not in (None, node.name, node.id) or need.name not in node.volume_names:
             where = sorted(n.name for n in others if need.name in n.volume_names)
             return f"does not have the volume {need}" + (f" (it is on {', '.join(where)})" if where else "")
+    if request.runtime and request.runtime not in node.runtimes:
+        return f"does not have the runtime {request.runtime}"
     return "lacks something the container uses"
 
 

@@ -151,6 +151,11 @@ class Node:
         return frozenset(str(v) for n in self.engine.networks for v in (n.get("Name"), n.get("Id")) if v)
 
     @cached_property
+    def runtimes(self) -> frozenset[str]:
+        """The OCI runtimes the engine knows (``dockerd --add-runtime``), from its ``/info``."""
+        return frozenset(str(name) for name in self.engine.info.get("Runtimes") or {})
+
+    @cached_property
     def volume_names(self) -> frozenset[str]:
         return frozenset(str(v["Name"]) for v in self.engine.volumes)
 

@@ -10,10 +10,13 @@ candidates in order, at most :data:`CREATE_TRIES` of them:
   request and then fails to answer is not replaced, as the container may
   exist there, and a second node would make a twin;
 - a node without the image (Docker's 404 "No such image") sends the create
-  to the next candidates that have the image; when none does, the 404 goes
-  back to the client, and the docker CLI pulls (on every node, through the
-  manager) and creates again, as it does with one engine, unless the user
-  said ``--pull never``;
+  to the next candidates that have the image; when none does but a node the
+  container may not go to has it (built or committed there, while the
+  container's network, volume or constraint is elsewhere), the image is
+  copied from there to the chosen node, as if pulled; when no node has it,
+  the 404 goes back to the client, and the docker CLI pulls (on every node,
+  through the manager) and creates again, as it does with one engine, unless
+  the user said ``--pull never``;
 - any other refusal that says the request itself is wrong (a 4xx: a name
   already taken, an unknown log driver, a malformed configuration) is
   answered at once: every node would say the same;
@@ -51,6 +54,7 @@ import aiohttp
 
 from ..cluster.engine import EngineError
 from ..cluster.resources import LookupError_, find_network, move_network
+from ..cluster.transfer import copy_image
 from . import NoNodeError, Scheduler, nodes_of
 from .request import ContainerRequest
 
@@ -189,6 +193,7 @@ class Placer:
     async def _try(self, candidates: list[Engine], request: ContainerRequest, url: str) -> Outcome:
         refused: Outcome | None = None
         image_missing: Outcome | None = None
+        copied = False
         queue = list(candidates)
         for _ in range(CREATE_TRIES):
             if not queue:
@@ -202,8 +207,9 @@ class Placer:
             log.info("create on %s (%s) failed (%d: %s)", engine.name, engine.addr, outcome.status, outcome.message)
             if _no_such_image(outcome.status, outcome.body):
                 image_missing = image_missing or outcome
-                image = request.image
-                queue = [e for e in queue if _has_image(e, image)]
+                queue = [e for e in queue if _has_image(e, request.image)]
+                if not queue and not copied and await self._copy_image_to(engine, request.image):
+                    copied, queue = True, [engine]
                 continue
             if outcome.final or 400 <= outcome.status < 500:
                 return outcome
@@ -211,6 +217,18 @@ class Placer:
         result = image_missing or refused
         assert result is not None, "no candidate was tried"
         return result
+
+    async def _copy_image_to(self, engine: Engine, image: str) -> bool:
+        """Copy ``image`` to ``engine`` from a node outside the candidates that has it; whether it came."""
+        source = next((e for e in self.cluster.healthy() if e is not engine and _has_image(e, image)), None)
+        if source is None:
+            return False
+        failed = await copy_image(source, [engine], image)
+        with contextlib.suppress(Exception):
+            await engine.refresh_images()
+        if failed:
+            log.warning("cannot copy image %s to %s for a container placed there: %s", image, engine.name, failed[0])
+        return not failed
 
     async def _bring_networks(self, engine: Engine, request: ContainerRequest) -> Outcome | None:
         """Move to ``engine`` the networks ``request`` may move that it lacks; an Outcome if one cannot come."""

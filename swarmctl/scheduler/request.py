@@ -196,6 +196,11 @@ class ContainerRequest:
         return str(self.body.get("Image") or "")
 
     @property
+    def runtime(self) -> str:
+        """The OCI runtime asked for (``--runtime``), "" for the engine's default."""
+        return str(self.host_config.get("Runtime") or "")
+
+    @property
     def swarm_id(self) -> str:
         return str(self.body["Labels"][ID_LABEL])
 

@@ -25,14 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from ..cluster.engine import Engine
-from .proxy import NO_INVENTED_HEADERS
+from .engine import Engine
 
 #: Called with each line of an engine's answer as it arrives (the newline included).
 LineHook = Callable[[Engine, bytes], Awaitable[None]]
 Body = bytes | AsyncIterable[bytes]
+
+#: For streams: no limit on the whole, only on connecting.
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+#: aiohttp gives a bodiless POST ``Content-Type: application/octet-stream``, which an engine that
+#: checks for JSON refuses (``/commit``): only the client's own content type goes on.
+NO_INVENTED_HEADERS = ("Content-Type",)
 
 #: For requests an engine may take minutes to answer (a prune removing layers, disk usage walking
 #: every file on vfs): only a node that sends nothing for that long has failed.
@@ -252,17 +256,6 @@ async def on_each(
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
-
-
-def failure(replies: list[Reply]) -> web.Response:
-    """The first engine refusal among ``replies``, as the engine wrote it; else why no node answered."""
-    for reply in replies:
-        if reply.status and not reply.ok:
-            return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": "application/json"})
-    reasons = "; ".join(r.message for r in replies if not r.ok) or "no node answered"
-    return web.Response(
-        status=500, body=json.dumps({"message": reasons}).encode(), headers={"Content-Type": "application/json"}
-    )
 
 
 def merge_counts(answers: Iterable[dict[str, Any]]) -> dict[str, Any]:
