@@ -317,3 +317,12 @@ def test_network_and_volume_prunes_act_on_every_node(
     assert pruned["VolumesDeleted"] == ["spare"], "a name deleted on three nodes is listed once"
     assert all("spare" not in volumes_on(n) for n in nodes) and "held" in volumes_on(nodes[1])
     assert manager.ok("volume", "ls", "--format", "{{.Name}}").split() == ["held"]
+
+
+def test_system_prune_cleans_every_node(manager: Manager, nodes: list[dk.DockerNode], clean: None) -> None:
+    manager.ok("network", "create", "node2/leftover")
+    manager.ok("run", "--name", "done1", "-e", "constraint:node==node1", dk.IMAGE, "true")
+    manager.ok("run", "--name", "done3", "-e", "constraint:node==node3", dk.IMAGE, "true")
+    out = manager.ok("system", "prune", "-f")
+    assert "Deleted Containers:" in out and "Deleted Networks:\nleftover" in out
+    assert manager.ok("ps", "-aq") == "" and "leftover" not in networks_on(nodes[1])
