@@ -30,7 +30,7 @@ from aiohttp import web
 
 from ..cluster.engine import Engine
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT
-from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
+from ..scheduler import ContainerRequest, ExpressionError, NoNodeError
 from ..scheduler.placement import CREATE_TRIES, placer_for
 from .context import manager_of
 from .proxy import error, forward, relay, request_headers
@@ -104,7 +104,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         return error(400, f"invalid build options: {exc}")
     placer = placer_for(manager.cluster)
     try:
-        candidates = placer.candidates(Scheduler(manager.strategy, manager.filters), wanted)
+        candidates = placer.candidates(manager.scheduler(), wanted)
     except NoNodeError as exc:
         return error(500, str(exc))
     items = [(k, json.dumps(args) if k == "buildargs" else v) for k, v in query.items()]

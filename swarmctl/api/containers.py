@@ -206,7 +206,7 @@ def _scheduler(manager: Manager) -> Scheduler:
     rescheduler = manager.cluster.rescheduler
     if rescheduler.manager is not manager:
         rescheduler.attach(manager)
-    return Scheduler(manager.strategy, manager.filters)
+    return manager.scheduler()
 
 
 async def create(request: web.Request) -> web.StreamResponse:

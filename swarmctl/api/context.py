@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..cluster.cluster import Cluster
 from ..replication import Role
+from ..scheduler import Scheduler
 
 if TYPE_CHECKING:
     from .build import RunningBuild
@@ -47,6 +48,10 @@ class Manager:
         if not versions:
             return DEFAULT_API_VERSION
         return min(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+    def scheduler(self) -> Scheduler:
+        """The manager's strategy and filters, as a scheduler."""
+        return Scheduler(self.strategy, self.filters)
 
     def generation(self) -> int:
         """Changes whenever any engine's cache or state changes, or an engine comes or goes."""

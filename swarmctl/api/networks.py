@@ -41,10 +41,10 @@ from ..cluster.resources import (
     shown_network_names,
     split_node,
 )
-from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
-from ..scheduler.placement import placer_for
+from ..scheduler import ExpressionError, NoNodeError
 from .context import Manager, manager_of
 from .filters import label_matches, matches_all, parse_filters
+from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
 #: Drivers that span hosts whatever the engine later reports.
@@ -163,18 +163,11 @@ def _placement(manager: Manager, body: dict[str, Any], node: str | None) -> list
     so that, while empty, it may follow its first container; not when the user
     fixed its addresses or gave it rules: then where it is was meant.
     """
-    if node is not None:
-        engine = manager.cluster.by_name(node)
-        if engine is None or not engine.healthy:
-            raise NoNodeError(f"node {node} is not a healthy node of the cluster")
-        return [engine]
     labels = body.get("Labels") if isinstance(body.get("Labels"), dict) else {}
-    wanted = ContainerRequest.from_body({"Labels": dict(labels or {})})
-    scheduler = Scheduler(manager.strategy, manager.filters)
-    candidates = placer_for(manager.cluster).candidates(scheduler, wanted)
+    candidates, wanted = placement(manager, node, labels)
     driver = str(body.get("Driver") or "bridge")
     ipam = body.get("IPAM") if isinstance(body.get("IPAM"), dict) else {}
-    if driver not in MULTI_HOST_DRIVERS and not wanted.constraints and not (ipam or {}).get("Config"):
+    if node is None and driver not in MULTI_HOST_DRIVERS and not wanted.constraints and not (ipam or {}).get("Config"):
         body["Labels"] = {**(labels or {}), SCHEDULED_LABEL: "true"}
     return candidates
 

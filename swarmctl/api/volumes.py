@@ -24,10 +24,10 @@ from aiohttp import web
 from ..cluster.engine import Engine
 from ..cluster.fanout import on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
-from ..scheduler import ContainerRequest, ExpressionError, NoNodeError, Scheduler
-from ..scheduler.placement import placer_for
+from ..scheduler import ExpressionError, NoNodeError
 from .context import Manager, manager_of
 from .filters import label_matches, matches_all, parse_filters
+from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
 
@@ -115,14 +115,7 @@ async def volume_create(request: web.Request) -> web.StreamResponse:
 
 def _placement(manager: Manager, body: dict[str, Any], node: str | None) -> list[Engine]:
     """The nodes to create the volume on: the named one, every eligible one, or the scheduler's choice."""
-    if node is not None:
-        engine = manager.cluster.by_name(node)
-        if engine is None or not engine.healthy:
-            raise NoNodeError(f"node {node} is not a healthy node of the cluster")
-        return [engine]
-    labels = body.get("Labels") if isinstance(body.get("Labels"), dict) else {}
-    wanted = ContainerRequest.from_body({"Labels": dict(labels or {})})
-    candidates = placer_for(manager.cluster).candidates(Scheduler(manager.strategy, manager.filters), wanted)
+    candidates, _ = placement(manager, node, body.get("Labels"))
     return candidates if body["Name"] else candidates[:1]
 
 

@@ -191,9 +191,11 @@ class DockerNode:
         state there never comes up again.
         """
         orphans = self._container_pids()
+        bridges = self._bridges()
         if self.process is not None:
             self.process.kill()
         self._kill_leftovers()
+        _delete_links(bridges)
         for pid in orphans:  # a container's first process: killing it ends its whole PID namespace
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -217,10 +219,25 @@ class DockerNode:
         return [int(pid) for pid in found.stdout.split() if pid.isdigit() and int(pid) > 0]
 
     def stop(self) -> None:
+        bridges = self._bridges()
         if self.process is not None:
             self.process.stop(timeout=20)
             self.process = None
         self._kill_leftovers()
+        _delete_links(bridges)
+
+    def _bridges(self) -> list[str]:
+        """The host's bridge interfaces of this node's networks (``br-<id>``).
+
+        Every node shares the host's network namespace, and a dockerd that
+        stops leaves its bridges behind with their subnets: a few dozen such
+        leftovers use up the engines' default address pools, and then no
+        node of any later test can create a network at all.
+        """
+        if self.process is None or not self.process.running:
+            return []
+        found = self.docker("network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge", timeout=20)
+        return [f"br-{network_id.decode()[:12]}" for network_id in found.stdout.split()]
 
     def _kill_leftovers(self) -> None:
         """Container shims live in sessions of their own; find them by the node's directory."""
@@ -247,6 +264,11 @@ class DockerNode:
         self._unmount()
         # Containers' leftovers under data-root can be busy for a moment after dockerd exits.
         subprocess.run(["rm", "-rf", str(self.root)], check=False, capture_output=True)
+
+
+def _delete_links(names: list[str]) -> None:
+    for name in names:
+        subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
 
 
 @contextlib.contextmanager
