@@ -11,86 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker as dk
-from tests.support.process import ManagedProcess, free_port, port_open, wait_for
+from tests.support.manager import Manager
+from tests.support.process import ManagedProcess, free_port, wait_for
 from tests.support.swarm import SWARMCTL
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
-
-
-class Manager:
-    """A ``swarmctl manage`` process and the docker CLI pointed at it."""
-
-    def __init__(self, workdir: Path, discovery: str, *extra: str, replication_ttl: str | None = None) -> None:
-        self.port = free_port()
-        if replication_ttl is not None:  # a replicated manager advertises its own address
-            extra = (*extra, "--replication", "--advertise", self.addr, "--replication-ttl", replication_ttl)
-        self.process = ManagedProcess(
-            f"manage-{self.port}",
-            [
-                SWARMCTL,
-                "--log-level",
-                "debug",
-                "manage",
-                "-H",
-                f"tcp://127.0.0.1:{self.port}",
-                "--heartbeat",
-                "1s",
-                "--engine-refresh-min-interval",
-                "2s",
-                "--engine-refresh-max-interval",
-                "3s",
-                *extra,
-                discovery,
-            ],
-            workdir,
-        ).start()
-        wait_for(lambda: port_open("127.0.0.1", self.port), 30, "the manager to listen")
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def docker(self, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [dk.DOCKER, "-H", f"tcp://127.0.0.1:{self.port}", *args],
-            input=input,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-        return subprocess.CompletedProcess(
-            result.args,
-            result.returncode,
-            result.stdout.decode(errors="replace"),
-            result.stderr.decode(errors="replace"),
-        )
-
-    def ok(self, *args: str, input: bytes | None = None, timeout: float = 60) -> str:
-        result = self.docker(*args, input=input, timeout=timeout)
-        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
-        return result.stdout
-
-    def info(self) -> dict[str, str]:
-        raw = json.loads(self.ok("info", "--format", "{{json .SystemStatus}}"))
-        return {k: v for k, v in raw}
-
-    def node_status(self) -> dict[str, str]:
-        """Node name -> Status, from ``docker info``'s SystemStatus."""
-        raw = json.loads(self.ok("info", "--format", "{{json .SystemStatus}}"))
-        found: dict[str, str] = {}
-        current = None
-        for key, value in raw:
-            if key.startswith(" ") and not key.startswith("  "):
-                current = key.strip()
-            elif key.strip() == "└ Status" and current is not None:
-                found[current] = value
-        return found
-
-    def wait_nodes(self, expected: dict[str, str], timeout: float = 60) -> None:
-        wait_for(lambda: self.node_status() == expected, timeout, f"nodes {expected}", interval=0.3)
-
-    def stop(self) -> None:
-        self.process.stop()
 
 
 @pytest.fixture(scope="module")

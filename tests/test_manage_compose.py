@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker as dk
-from tests.test_manage import Manager
+from tests.support.manager import Manager, managing
 
 COMPOSE = shutil.which("docker-compose")
 pytestmark = [
@@ -101,14 +101,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dk.DockerNo
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory, nodes: list[dk.DockerNode]) -> Iterator[Manager]:
-    listing = tmp_path_factory.mktemp("discovery") / "cluster"
-    listing.write_text("".join(f"{node.addr}\n" for node in nodes))
-    made = Manager(tmp_path_factory.mktemp("manager"), f"file://{listing}")
-    try:
-        made.wait_nodes(dict.fromkeys(NODES, "Healthy"))
+    with managing(tmp_path_factory.mktemp("manager"), nodes) as made:
         yield made
-    finally:
-        made.stop()
 
 
 class Project:

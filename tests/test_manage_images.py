@@ -25,9 +25,9 @@ import docker
 import pytest
 
 from tests.support import docker as dk
+from tests.support.manager import Manager, managing, sdk_client
 from tests.support.process import wait_for
 from tests.support.swarm import Join
-from tests.test_manage import Manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
 
@@ -69,21 +69,14 @@ def rootfs(nodes: list[dk.DockerNode], tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory, nodes: list[dk.DockerNode]) -> Iterator[Manager]:
-    cluster = tmp_path_factory.mktemp("discovery") / "cluster"
-    cluster.write_text("".join(f"{node.addr}\n" for node in nodes))
-    made = Manager(tmp_path_factory.mktemp("manager"), f"file://{cluster}")
-    try:
-        made.wait_nodes(dict.fromkeys(NAMES, "Healthy"))
+    with managing(tmp_path_factory.mktemp("manager"), nodes) as made:
         yield made
-    finally:
-        made.stop()
 
 
 @pytest.fixture(scope="module")
 def sdk(manager: Manager) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=f"tcp://{manager.addr}", version="1.41", timeout=120)
-    yield client
-    client.close()
+    with sdk_client(manager) as client:
+        yield client
 
 
 @pytest.fixture

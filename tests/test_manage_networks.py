@@ -10,8 +10,6 @@ crashes when an overlay network is removed, so etcd it is.)
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +19,8 @@ import pytest
 
 from tests.support import docker as dk
 from tests.support.etcd import EtcdCluster
+from tests.support.manager import Manager, api, managing, sdk_client
 from tests.support.process import wait_for
-from tests.test_manage import Manager
 
 pytestmark = [
     pytest.mark.slow,
@@ -46,23 +44,14 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dk.DockerNo
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory, nodes: list[dk.DockerNode]) -> Iterator[Manager]:
-    listing = tmp_path_factory.mktemp("discovery") / "cluster"
-    listing.write_text("".join(f"{node.addr}\n" for node in nodes))
-    made = Manager(tmp_path_factory.mktemp("manager"), f"file://{listing}")
-    try:
-        made.wait_nodes(dict.fromkeys(NODES, "Healthy"))
+    with managing(tmp_path_factory.mktemp("manager"), nodes) as made:
         yield made
-    finally:
-        made.stop()
 
 
 @pytest.fixture
 def sdk(manager: Manager) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=f"tcp://{manager.addr}", version="1.41", timeout=60)
-    try:
+    with sdk_client(manager) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -94,17 +83,11 @@ def volumes_on(node: dk.DockerNode) -> set[str]:
     return set(node.docker("volume", "ls", "--format", "{{.Name}}").stdout.decode().split())
 
 
-def raw(manager: Manager, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    """A request as any HTTP client would send it: the status and the decoded JSON answer."""
-    request = urllib.request.Request(
-        f"http://{manager.addr}{path}", data=body, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        assert exc.headers["Content-Type"] == "application/json"
-        return exc.code, json.loads(exc.read())
+def raw(manager: Manager, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    """The status and decoded answer of one plain request; errors always exactly ``application/json``."""
+    status, content_type, answer = api(manager.addr, method, path, body)
+    assert status < 300 or content_type == "application/json"
+    return status, answer
 
 
 def test_local_network_lives_on_one_node_and_takes_its_containers(

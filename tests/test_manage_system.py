@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import json
 import tarfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +22,8 @@ import docker.errors
 import pytest
 
 from tests.support import docker as dk
+from tests.support.manager import Manager, api, sdk_client
 from tests.support.process import wait_for
-from tests.test_manage import Manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
 
@@ -55,11 +52,8 @@ def manager(tmp_path_factory: pytest.TempPathFactory, nodes: list[dk.DockerNode]
 
 @pytest.fixture(scope="module")
 def sdk(manager: Manager) -> Iterator[docker.DockerClient]:
-    client = docker.DockerClient(base_url=f"tcp://{manager.addr}", version="1.41", timeout=60)
-    try:
+    with sdk_client(manager) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -73,16 +67,6 @@ def clean(manager: Manager) -> Iterator[None]:
 def on_node(node: str) -> list[str]:
     """``docker run`` arguments that place the container on ``node``."""
     return ["-e", f"constraint:node=={node}"]
-
-
-def api(addr: str, method: str, path: str, body: bytes | None = None) -> tuple[int, str, Any]:
-    """One plain HTTP request: status, content type, decoded JSON body."""
-    request = urllib.request.Request(f"http://{addr}{path}", method=method, data=body)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.headers.get("Content-Type"), json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type"), json.loads(exc.read())
 
 
 def human(size: float) -> str:

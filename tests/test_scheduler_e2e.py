@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker as dk
+from tests.support.manager import Manager
 from tests.support.process import free_port, wait_for
 from tests.support.swarm import run_swarmctl
-from tests.test_manage import Manager
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
 
