@@ -82,7 +82,18 @@ def build_request(query: dict[str, str], rules: list[str]) -> ContainerRequest:
     ``HostConfig``), so a build is filtered and counted exactly as ``docker run`` would be.
     """
     host = {"CpuShares": int(query.get("cpushares") or 0), "Memory": int(query.get("memory") or 0)}
-    return ContainerRequest.from_body({"Env": rules, "HostConfig": host})
+    return ContainerRequest.from_body({"Env": rules + _cache_affinities(query.get("cachefrom")), "HostConfig": host})
+
+
+def _cache_affinities(raw: str | None) -> list[str]:
+    """Soft image affinities for ``--cache-from`` images: the build goes where its cache is, when it can."""
+    try:
+        images = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    if not isinstance(images, list):
+        return []
+    return [f"affinity:image==~{image}" for image in images if isinstance(image, str) and image]
 
 
 async def build(request: web.Request) -> web.StreamResponse:

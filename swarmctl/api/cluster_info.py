@@ -6,7 +6,9 @@ users), so the answer has every key a dockerd 20.10 sends, nested objects
 included, and each holds a value that means something for a cluster:
 
 - counts and capacities are **sums** over the healthy nodes (``Containers``...,
-  ``Images``, ``NCPU``, ``MemTotal``), as Docker Swarm answered;
+  ``NCPU``, ``MemTotal``), as Docker Swarm answered; ``Images`` counts the
+  distinct images, as ``docker images`` lists them (one row per ID, however
+  many nodes hold it);
 - kernel capabilities (``MemoryLimit``, ``SwapLimit``, ``CpuCfsQuota``...,
   ``LiveRestoreEnabled``) are true only when **every** healthy node has them,
   since a container may be placed on any node;
@@ -217,7 +219,7 @@ def build_info(manager: Manager) -> dict[str, Any]:
         "ContainersRunning": running,
         "ContainersPaused": paused,
         "ContainersStopped": len(states) - running - paused,
-        "Images": sum(len(e.images) for e in healthy),
+        "Images": len({image["Id"] for e in healthy for image in e.images}),
         "DriverStatus": None,
         "SystemStatus": _system_status(manager, engines),
         "Plugins": _plugins(infos),

@@ -186,6 +186,8 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
 
 
 async def delete(request: web.Request) -> web.StreamResponse:
+    if request.query.get("link", "") not in ("", "0", "false"):
+        return await _delete_link(request)
     found = _lookup(request)
     if isinstance(found, web.Response):
         return found
@@ -193,6 +195,20 @@ async def delete(request: web.Request) -> web.StreamResponse:
     response = await forward(request, engine, _target(request, cid, ""))
     if response.status < 300:
         engine.forget_container(cid)
+    return response
+
+
+async def _delete_link(request: web.Request) -> web.StreamResponse:
+    """``docker rm --link PARENT/ALIAS``: the ref is a link's name, on the node of its parent container."""
+    parent, _, alias = request.match_info["ref"].strip("/").rpartition("/")
+    try:
+        engine, cid = manager_of(request).cluster.find_container(parent)
+    except LookupError_ as exc:
+        return error(exc.status, exc.message)
+    own = next((str(n).lstrip("/") for n in engine.containers[cid].get("Names") or [] if "/" not in str(n)[1:]), cid)
+    response = await forward(request, engine, _target(request, f"{own}/{alias}", ""))
+    if response.status < 300:
+        await engine.refresh_container(cid)
     return response
 
 

@@ -120,7 +120,13 @@ async def image_on_all(request: web.Request) -> web.StreamResponse:
 
 
 async def images_create(request: web.Request) -> web.StreamResponse:
-    """``docker pull``: run on every healthy node, progress streamed as it comes (``docker import``: see archives)."""
+    """``docker pull``: run on every healthy node, progress streamed as it comes (``docker import``: see archives).
+
+    When every node refuses the pull itself (an HTTP error: no such
+    repository, a registry that cannot be reached), the answer is that error
+    with its status, as one engine gives it, not a 200 with error lines that
+    a client checking the status would take for success.
+    """
     if request.query.get("fromSrc"):
         return await import_image(request)
     manager = manager_of(request)
@@ -128,9 +134,8 @@ async def images_create(request: web.Request) -> web.StreamResponse:
     if not engines:
         return error(500, "No healthy node available in the cluster")
     body = await request.read()
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
-    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+    lines: asyncio.Queue[tuple[bool, bytes] | None] = asyncio.Queue()  # (from a node that answered 200, line)
+    refusals: list[tuple[int, str]] = []
 
     async def one(engine: Engine) -> None:
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("x-registry-auth", "content-type")}
@@ -144,23 +149,17 @@ async def images_create(request: web.Request) -> web.StreamResponse:
             ) as r:
                 if r.status >= 300:
                     text = (await r.read()).decode(errors="replace")
-                    with contextlib.suppress(ValueError):
+                    with contextlib.suppress(ValueError, AttributeError):
                         text = json.loads(text).get("message", text)
-                    await lines.put(
-                        json.dumps(
-                            {
-                                "error": f"{engine.name}: {text}",
-                                "errorDetail": {"message": f"{engine.name}: {text}"},
-                            }
-                        ).encode()
-                        + b"\n"
-                    )
+                    refusals.append((r.status, f"{engine.name}: {text}"))
+                    await lines.put((False, _error_line(f"{engine.name}: {text}")))
                     return
                 async for line in r.content:
                     if line.strip():
-                        await lines.put(_tag_progress(line, engine.name))
+                        await lines.put((True, _tag_progress(line, engine.name)))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            await lines.put(json.dumps({"error": f"{engine.name}: {exc}"}).encode() + b"\n")
+            refusals.append((500, f"{engine.name}: {exc}"))
+            await lines.put((False, _error_line(f"{engine.name}: {exc}")))
         finally:
             with contextlib.suppress(Exception):
                 await engine.refresh_images()
@@ -169,17 +168,35 @@ async def images_create(request: web.Request) -> web.StreamResponse:
         await asyncio.gather(*(one(e) for e in engines))
         await lines.put(None)
 
+    response: web.StreamResponse | None = None
+    held: list[bytes] = []  # refusals, until a node streams (or every node has refused)
     task = asyncio.ensure_future(run_all())
     try:
-        while (line := await lines.get()) is not None:
+        while (item := await lines.get()) is not None:
+            streaming, line = item
+            if response is None and not streaming:
+                held.append(line)
+                continue
+            if response is None:
+                response = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await response.prepare(request)
+                for early in held:
+                    await response.write(early)
             await response.write(line)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    if response is None:
+        statuses = {status for status, _ in refusals}
+        return error(statuses.pop() if len(statuses) == 1 else 500, "; ".join(text for _, text in refusals))
     with contextlib.suppress(ConnectionError, RuntimeError):
         await response.write_eof()
     return response
+
+
+def _error_line(message: str) -> bytes:
+    return json.dumps({"error": message, "errorDetail": {"message": message}}).encode() + b"\n"
 
 
 def _tag_progress(line: bytes, node: str) -> bytes:

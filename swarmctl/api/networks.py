@@ -5,7 +5,9 @@
   one node, after which every node sees it; any other (a local ``bridge``,
   what docker-compose makes) on a node the scheduler chooses, honouring the
   constraints given as the label ``com.docker.swarm.constraints``. A name is
-  refused when the cluster has a network of that name anywhere.
+  refused when the cluster has a network of that name anywhere, unless the
+  request says ``CheckDuplicate: false``: then, as on one engine, a second
+  network of that name is made (and the plain name becomes ambiguous).
 - ``ls`` shows each network once: plain-named where its name is unique,
   ``node/name`` where several nodes have one (the built-in ``bridge``,
   ``host`` and ``none``); ``inspect``, ``rm``, ``connect`` and
@@ -63,7 +65,7 @@ def _used(network: Network) -> bool:
 
 def _keep(network: Network, shown: str, filters: dict[str, list[str]]) -> bool:
     """The engine's network filters, on the cached networks (``name`` and ``id`` are searched, as there)."""
-    data = network.data
+    data = _visible(network.data)
     checks: dict[str, Callable[[str], bool]] = {
         "name": lambda v: bool(re.search(v, shown) or re.search(v, network.name)),
         "id": lambda v: bool(re.search(v, network.id)),
@@ -79,9 +81,22 @@ def _keep(network: Network, shown: str, filters: dict[str, list[str]]) -> bool:
 
 
 def _as_listed(network: Network, shown: str) -> dict[str, Any]:
-    listed = dict(network.data)
+    listed = _visible(network.data)
     listed["Name"] = shown
     return listed
+
+
+def _visible(data: dict[str, Any]) -> dict[str, Any]:
+    """A network as clients see it: without the manager's own :data:`SCHEDULED_LABEL`.
+
+    It is bookkeeping (it must live on the engine to outlast a restarted
+    manager), not a label the user gave, and a client that reads back the
+    labels it created a network with must find exactly those.
+    """
+    labels = data.get("Labels") or {}
+    if SCHEDULED_LABEL not in labels:
+        return dict(data)
+    return {**data, "Labels": {k: v for k, v in labels.items() if k != SCHEDULED_LABEL}}
 
 
 async def networks_json(request: web.Request) -> web.Response:
@@ -104,14 +119,12 @@ def _lookup(request: web.Request, ref: str) -> Network | web.Response:
 
 
 async def network_inspect(request: web.Request) -> web.StreamResponse:
-    """The engine's inspect; a multi-host network's ``Containers`` gathered from every node that sees it."""
+    """The engine's inspect (a multi-host network's ``Containers`` gathered from every node that sees it)."""
     network = _lookup(request, request.match_info["ref"])
     if isinstance(network, web.Response):
         return network
     query = request.rel_url.raw_query_string
     path = f"{version_prefix(request)}/networks/{network.id}" + (f"?{query}" if query else "")
-    if not network.multi_host:
-        return await forward(request, network.engine, path)
     replies = await asyncio.gather(*(ask(e, "GET", path) for e in network.holders))
     answered = [r for r in replies if r.ok]
     if not answered:
@@ -119,7 +132,7 @@ async def network_inspect(request: web.Request) -> web.StreamResponse:
     merged = answered[0].json()
     for reply in answered[1:]:
         merged.setdefault("Containers", {}).update(reply.json().get("Containers") or {})
-    return web.json_response(merged)
+    return web.json_response(_visible(merged))
 
 
 async def network_create(request: web.Request) -> web.StreamResponse:
@@ -132,7 +145,7 @@ async def network_create(request: web.Request) -> web.StreamResponse:
         return error(400, "invalid name: ")  # the engine's words
     node, name = split_node(raw_name)
     taken = [n for n in networks_of(manager.cluster.healthy()) if n.name == name]
-    if taken:
+    if taken and body.get("CheckDuplicate") is not False:  # an explicit false: a duplicate, as an engine makes
         where = ", ".join(sorted({e.name for n in taken for e in n.holders}))
         return error(409, f"network with name {name} already exists (on {where})")
     body["Name"] = name

@@ -109,8 +109,9 @@ async def volume_create(request: web.Request) -> web.StreamResponse:
         return error(
             500, f"volume {name} was created on {', '.join(made)} but not on: {'; '.join(r.message for r in failed)}"
         )
-    answer = with_nodes(replies[0].json(), sorted(r.engine.name for r in replies))
-    return web.json_response(answer, status=replies[0].status)
+    first = min(replies, key=lambda r: r.engine.name)  # the copy inspect and ls show too
+    answer = with_nodes(first.json(), sorted(r.engine.name for r in replies))
+    return web.json_response(answer, status=first.status)
 
 
 def _placement(manager: Manager, body: dict[str, Any], node: str | None) -> list[Engine]:

@@ -132,9 +132,10 @@ def find_network(engines: Iterable[Engine], ref: str) -> Network:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            nodes = ", ".join(sorted(n.engine.name for n in matches))
+            nodes = sorted({n.engine.name for n in matches})
+            hint = f"write <node>/{wanted}" if len(nodes) == len(matches) else "use its ID"
             raise LookupError_(
-                409, f"network {ref} is ambiguous: there is one on each of the nodes {nodes}; write <node>/{wanted}"
+                409, f"network {ref} is ambiguous: {len(matches)} networks of that name, on {', '.join(nodes)}; {hint}"
             )
     raise LookupError_(404, f"network {ref} not found")
 
@@ -164,10 +165,17 @@ def movable(network: Network) -> bool:
 
 @dataclass
 class Volume:
-    """One volume name of the cluster and the nodes that hold it (each holder's record)."""
+    """One volume name of the cluster and the nodes that hold it (each holder's record).
+
+    The copies are kept in the order of their nodes' names, so that every
+    answer about the volume (create, inspect, ls) shows the same node's copy.
+    """
 
     name: str
     copies: list[tuple[Engine, dict[str, Any]]]
+
+    def __post_init__(self) -> None:
+        self.copies.sort(key=lambda copy: copy[0].name)
 
     @property
     def holders(self) -> list[Engine]:
@@ -194,12 +202,11 @@ def with_nodes(volume: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
 
 def volumes_of(engines: Iterable[Engine]) -> list[Volume]:
     """Every volume name in the cluster once, with the nodes that hold it."""
-    found: dict[str, Volume] = {}
+    found: dict[str, list[tuple[Engine, dict[str, Any]]]] = {}
     for engine in engines:
         for data in engine.volumes:
-            name = str(data["Name"])
-            found.setdefault(name, Volume(name, [])).copies.append((engine, data))
-    return list(found.values())
+            found.setdefault(str(data["Name"]), []).append((engine, data))
+    return [Volume(name, copies) for name, copies in found.items()]
 
 
 def find_volume(engines: Iterable[Engine], ref: str) -> Volume:

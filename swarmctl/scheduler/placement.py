@@ -282,9 +282,13 @@ class Placer:
             except (ValueError, KeyError, TypeError):
                 return Outcome(status, body, engine)  # created, but we cannot tell which: pass it on as is
             # Into the cache before answering: `docker run` inspects it next, and the
-            # scheduler must count it before the pending entry goes.
+            # scheduler must count it before the pending entry goes. So must a volume the
+            # engine has just made for it: the next container that mounts it goes here.
             with contextlib.suppress(Exception):
                 await engine.refresh_container(container_id)
+                known = {str(volume["Name"]) for volume in engine.volumes}
+                if any(need.name not in known for need in request.volumes):
+                    await engine.refresh_volumes()
             return Outcome(201, body, engine, container_id)
 
 
