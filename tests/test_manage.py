@@ -400,3 +400,14 @@ def test_client_hanging_up_frees_the_node_connection(manager: Manager, clean: No
         assert manager.ok("logs", "hang") == "alive\nstdin-closed\n"
     finally:
         client.kill()
+
+
+def test_remove_link(manager: Manager, clean: None) -> None:
+    """``docker rm --link PARENT/ALIAS`` names a link, not ``node/container``: it goes to the parent's node."""
+    manager.ok("run", "-d", "--name", "linked-db", dk.IMAGE, "sleep", "300")
+    manager.ok("run", "-d", "--name", "linked-web", "--link", "linked-db:dbalias", dk.IMAGE, "sleep", "300")
+    assert "/linked-db:/linked-web/dbalias" in json.loads(manager.ok("inspect", "linked-web"))[0]["HostConfig"]["Links"]
+    manager.ok("rm", "--link", "linked-web/dbalias")
+    assert not json.loads(manager.ok("inspect", "linked-web"))[0]["HostConfig"]["Links"]
+    missing = manager.docker("rm", "--link", "nosuch/alias")
+    assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr

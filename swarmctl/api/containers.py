@@ -19,7 +19,7 @@ from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
 from .filters import parse_filters
-from .proxy import error, forward, hijack, version_prefix
+from .proxy import error, forward, hijack, query_flag, version_prefix
 
 #: POST actions after which the cache is refreshed before answering, so that
 #: ``docker stop x && docker ps`` never shows the old state.
@@ -76,18 +76,13 @@ def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[st
     return found[:limit] if limit > 0 else found
 
 
-def _asked(value: str | None) -> bool:
-    """A boolean query parameter as dockerd reads it (``1``, ``true``... set; absent, ``0``, ``false`` not)."""
-    return (value or "").strip().lower() not in ("", "0", "false", "no", "none")
-
-
 async def containers_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
     query = request.query
-    show_all = query.get("all", "0") not in ("0", "false", "")
+    show_all = query_flag(request, "all")
     filters = parse_filters(query.get("filters"))
     limit = int(query.get("limit") or -1)
-    if _asked(query.get("size")):
+    if query_flag(request, "size"):
         return await _with_sizes(request, list_containers(manager, show_all, filters, limit))
     if not filters and limit <= 0:
         body = manager.cached(f"ps:{show_all}", lambda: json.dumps(list_containers(manager, show_all, {}, -1)).encode())
@@ -137,7 +132,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
         return found
     engine, cid = found
     data = engine.inspects.get(cid)
-    if _asked(request.query.get("size")):
+    if query_flag(request, "size"):
         # Sizes are computed by the engine on request; the cache has none.
         reply = await ask(engine, "GET", _target(request, cid, "/json"))
         if not reply.ok:
@@ -186,7 +181,7 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
 
 
 async def delete(request: web.Request) -> web.StreamResponse:
-    if request.query.get("link", "") not in ("", "0", "false"):
+    if query_flag(request, "link"):
         return await _delete_link(request)
     found = _lookup(request)
     if isinstance(found, web.Response):

@@ -23,7 +23,7 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import STREAM_TIMEOUT, on_each
 from .archives import import_image
 from .context import manager_of
-from .proxy import error, forward
+from .proxy import error, forward, query_flag
 
 #: What an engine lists for an image without tags or digests.
 _PLACEHOLDERS = {"RepoTags": "<none>:<none>", "RepoDigests": "<none>@<none>"}
@@ -53,7 +53,7 @@ def merge_images(listings: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any
 async def images_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
     query = request.query
-    if query.get("filters") or query.get("filter") or query.get("all", "0") not in ("0", "false", ""):
+    if query.get("filters") or query.get("filter") or query_flag(request, "all"):
         engines = manager.cluster.healthy()
         replies = await on_each(engines, "GET", request.rel_url.raw_path_qs)
         good = [r for r in replies if r.ok]

@@ -86,6 +86,11 @@ def failure(replies: list[Reply]) -> web.Response:
     )
 
 
+def query_flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter read as the engine reads it: "", 0, no, false, none (any case) are false."""
+    return request.query.get(name, "").strip().lower() not in ("", "0", "no", "false", "none")
+
+
 def version_prefix(request: web.Request) -> str:
     """``/v1.41`` when the client asked under a version, else ``""``: requests to engines keep it."""
     match = re.match(r"^(/v[0-9.]+)/", request.path)
