@@ -309,3 +309,13 @@ def test_system_prune_cleans_every_node(manager: Manager, nodes: list[dk.DockerN
     out = manager.ok("system", "prune", "-f")
     assert "Deleted Containers:" in out and "Deleted Networks:\nleftover" in out
     assert manager.ok("ps", "-aq") == "" and "leftover" not in networks_on(nodes[1])
+
+
+def test_containers_sharing_a_local_volume_meet_where_its_data_is(manager: Manager, clean: None) -> None:
+    """A plain volume is on every node, but a ``local`` one is a directory per node: a reader goes to the writer."""
+    manager.ok("volume", "create", "notes")
+    manager.ok("run", "--name", "writer", "-v", "notes:/n", dk.IMAGE, "sh", "-c", "echo written > /n/file")
+    for n in range(3):  # spread would move each one to another node, were it not for the data
+        assert manager.ok("run", "--rm", "-v", "notes:/n", dk.IMAGE, "cat", "/n/file") == "written\n"
+        manager.ok("run", "-d", "--name", f"filler{n}", dk.IMAGE, "sleep", "300")
+    assert node_of(manager, "writer") in NODES

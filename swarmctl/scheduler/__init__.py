@@ -13,12 +13,15 @@ Soft rules (``==~``) are preferences: the filters run once with them and, if
 no node is left, once more without them.
 
 Among equally good candidates, nodes that already have the image come
-first: the create succeeds there without a pull.
+first: the create succeeds there without a pull; and before them, nodes
+where another container already uses a local volume the new one mounts: a
+volume of the ``local`` driver is one directory per node, and containers
+that share one (a writer, then a reader) share its data only on one node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -88,14 +91,23 @@ class Scheduler:
                 ruled_out += [(n, name, kept) for n in nodes if id(n) not in still]
             nodes = kept
         ranked = self._rank(request, nodes)
-        image = request.image
-        if not image or len(ranked) < 2:
-            return ranked
-        with_image = [n for n in ranked if n.has_image(image)]
-        if not with_image or len(with_image) == len(ranked):
-            return ranked
-        chosen = {id(n) for n in with_image}
-        return with_image + [n for n in ranked if id(n) not in chosen]
+        if request.image:
+            ranked = _first(ranked, lambda n: n.has_image(request.image))
+        local = [need.name for need in request.volumes]
+        if local:  # stronger than the image: the data is there
+            ranked = _first(ranked, lambda n: any(name in n.local_volumes_in_use for name in local))
+        return ranked
+
+
+def _first(ranked: list[Node], preferred: Callable[[Node], bool]) -> list[Node]:
+    """``ranked`` with the nodes that are ``preferred`` first, each part in its order."""
+    if len(ranked) < 2:
+        return ranked
+    chosen = [n for n in ranked if preferred(n)]
+    if not chosen or len(chosen) == len(ranked):
+        return ranked
+    ids = {id(n) for n in chosen}
+    return chosen + [n for n in ranked if id(n) not in ids]
 
 
 def _known_networks_only(request: ContainerRequest, nodes: list[Node]) -> ContainerRequest:

@@ -160,6 +160,16 @@ class Node:
         return frozenset(str(v["Name"]) for v in self.engine.volumes)
 
     @cached_property
+    def local_volumes_in_use(self) -> frozenset[str]:
+        """Volumes of the ``local`` driver that a container here mounts (stopped ones too): their data is here."""
+        return frozenset(
+            str(mount.get("Name"))
+            for inspect in self.engine.inspects.values()
+            for mount in inspect.get("Mounts") or []
+            if mount.get("Type") == "volume" and mount.get("Driver", "local") == "local"
+        )
+
+    @cached_property
     def movable_networks(self) -> frozenset[str]:
         """Local networks here that may follow their first container to another node (``resources.movable``),
         less those a container being created here right now will use."""
