@@ -121,9 +121,9 @@ def outcomes(path: Path) -> dict[str, tuple[str, str]]:
         for child in case:
             if child.tag in ("failure", "error"):
                 status = "failed"
-                lines = [line[2:] for line in (child.text or "").splitlines() if line.startswith("E ")]
-                lines += [*(child.get("message") or "").splitlines(), ""]
-                why = lines[0].strip()
+                raised = [line[2:].strip() for line in (child.text or "").splitlines() if line.startswith("E ")]
+                docker_errors = [line for line in raised if line.startswith("docker.errors.")]
+                why = (docker_errors or raised or (child.get("message") or "").splitlines() or [""])[0]
                 break
             if child.tag == "skipped":
                 status = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
