@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import docker as dk
-from tests.support.manager import Manager, api
+from tests.support.manager import Manager, api, sdk_client
 from tests.support.process import ManagedProcess, free_port, wait_for
 from tests.support.swarm import SWARMCTL
 
@@ -411,3 +411,33 @@ def test_remove_link(manager: Manager, clean: None) -> None:
     assert not json.loads(manager.ok("inspect", "linked-web"))[0]["HostConfig"]["Links"]
     missing = manager.docker("rm", "--link", "nosuch/alias")
     assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr
+
+
+def test_sdk_containers_and_exec(manager: Manager, clean: None) -> None:
+    """The Docker SDK for Python's container and exec calls through the manager, as on one engine."""
+    import io
+    import tarfile
+
+    with sdk_client(manager) as sdk:
+        assert sdk.containers.run(dk.IMAGE, "echo through the sdk", remove=True) == b"through the sdk\n"
+        box = sdk.containers.run(dk.IMAGE, "sleep 300", detach=True, name="sdkbox", labels={"made": "sdk"})
+        assert [c.id for c in sdk.containers.list(filters={"label": "made=sdk"})] == [box.id]
+        code, output = box.exec_run("sh -c 'echo out; echo err >&2; exit 3'", demux=True)
+        assert (code, output) == (3, (b"out\n", b"err\n"))
+        assert box.exec_run("hostname").output.decode().strip() == box.id[:12]
+        payload = io.BytesIO()
+        with tarfile.open(fileobj=payload, mode="w") as tar:
+            info = tarfile.TarInfo("hello.txt")
+            info.size = 6
+            tar.addfile(info, io.BytesIO(b"hello\n"))
+        assert box.put_archive("/tmp", payload.getvalue())
+        assert box.exec_run("cat /tmp/hello.txt").output == b"hello\n"
+        stream, stat = box.get_archive("/tmp/hello.txt")
+        assert stat["name"] == "hello.txt" and b"hello\n" in b"".join(stream)
+        assert box.stats(stream=False)["id"] == box.id
+        box.stop(timeout=1)
+        assert box.wait()["StatusCode"] == 137
+        box.reload()
+        assert box.status == "exited"
+        box.remove()
+        assert sdk.containers.list(all=True, filters={"name": "sdkbox"}) == []
