@@ -44,6 +44,7 @@ from ..cluster.resources import (
     split_node,
 )
 from ..scheduler import ExpressionError, NoNodeError
+from ..scheduler.placement import CREATE_TRIES
 from .context import Manager, manager_of
 from .filters import label_matches, matches_all, parse_filters
 from .placing import placement
@@ -155,7 +156,7 @@ async def network_create(request: web.Request) -> web.StreamResponse:
         return error(400 if isinstance(exc, ExpressionError) else 500, str(exc))
     path = f"{version_prefix(request)}/networks/create"
     reply: Reply | None = None
-    for engine in candidates[:3]:
+    for engine in candidates[:CREATE_TRIES]:
         reply = await ask(engine, "POST", path, body=json.dumps(body).encode())
         if reply.status:  # answered: created, or refused as it would be anywhere
             break
