@@ -293,7 +293,12 @@ def _dynamic(manager: Manager) -> dict[str, Any]:
 
 
 def info_body(manager: Manager) -> bytes:
-    """``/info``'s JSON: the cached cluster part (rebuilt when the cluster changes) plus the live fields."""
-    cached = manager.cached("info", lambda: json.dumps(build_info(manager)).encode())
-    live = json.dumps(_dynamic(manager)).encode()
-    return cached[:-1] + b", " + live[1:]
+    """``/info``'s JSON: the cluster part (rebuilt when the cluster changes) and the live fields, a second old at most.
+
+    With a thousand nodes the answer is hundreds of kilobytes: joined once a
+    second, not copied for every request.
+    """
+    cluster = manager.cached("info", lambda: json.dumps(build_info(manager)).encode())
+    return manager.cached(
+        "info+live", lambda: cluster[:-1] + b", " + json.dumps(_dynamic(manager)).encode()[1:], stamp=int(time.time())
+    )

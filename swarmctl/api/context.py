@@ -38,16 +38,25 @@ class Manager:
     #: TLS used to reach the primary (the same client identity as towards the engines).
     peer_ssl: ssl.SSLContext | None = None
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
-    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    answers: dict[str, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
+    #: ``(generation, version)``: the API version, worked out once per cluster change (every answer says it).
+    _api: tuple[int, str] = (-1, "")
     #: Builds running through this manager, by the client's build ID (``/build/cancel`` finds them here).
     builds: dict[str, RunningBuild] = field(default_factory=dict)
 
     def api_version(self) -> str:
-        """The newest API version every healthy node speaks; the docker CLI negotiates down to it."""
+        """The newest API version every healthy node speaks; the docker CLI negotiates down to it.
+
+        Every response carries it (``Api-Version``), so it is worked out once
+        per cluster change, not once per request over every engine.
+        """
+        generation = self.generation()
+        if self._api[0] == generation:
+            return self._api[1]
         versions = [e.api_version for e in self.cluster.healthy() if e.api_version]
-        if not versions:
-            return DEFAULT_API_VERSION
-        return min(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+        found = min(versions, key=lambda v: tuple(int(p) for p in v.split("."))) if versions else DEFAULT_API_VERSION
+        self._api = (generation, found)
+        return found
 
     def scheduler(self) -> Scheduler:
         """The manager's strategy and filters, as a scheduler."""
@@ -57,14 +66,14 @@ class Manager:
         """Changes whenever any engine's cache or state changes, or an engine comes or goes."""
         return self.cluster.version
 
-    def cached(self, key: str, build: Any) -> bytes:
-        """``build()`` serialised, reused until the cluster changes."""
-        generation = self.generation()
+    def cached(self, key: str, build: Any, *, stamp: int = 0) -> bytes:
+        """``build()`` serialised, reused until the cluster changes (or ``stamp`` does: a time, say)."""
+        valid = (self.generation(), stamp)
         hit = self.answers.get(key)
-        if hit is not None and hit[0] == generation:
+        if hit is not None and hit[0] == valid:
             return hit[1]
         body: bytes = build()
-        self.answers[key] = (generation, body)
+        self.answers[key] = (valid, body)
         return body
 
 
