@@ -46,9 +46,7 @@ def manager(tmp_path_factory: pytest.TempPathFactory, cluster_file: Path) -> Ite
 @pytest.fixture
 def clean(manager: Manager) -> Iterator[None]:
     yield
-    ids = manager.ok("ps", "-aq").split()
-    if ids:
-        manager.docker("rm", "-f", *ids)
+    manager.remove_containers()
 
 
 def test_info_and_version(manager: Manager) -> None:

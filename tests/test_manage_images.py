@@ -82,9 +82,7 @@ def sdk(manager: Manager) -> Iterator[docker.DockerClient]:
 @pytest.fixture
 def clean(manager: Manager) -> Iterator[None]:
     yield
-    ids = manager.ok("ps", "-aq").split()
-    if ids:
-        manager.docker("rm", "-f", *ids)
+    manager.remove_containers()
 
 
 @pytest.fixture

@@ -59,9 +59,7 @@ def sdk(manager: Manager) -> Iterator[docker.DockerClient]:
 @pytest.fixture
 def clean(manager: Manager) -> Iterator[None]:
     yield
-    ids = manager.ok("ps", "-aq").split()
-    if ids:
-        manager.docker("rm", "-f", *ids)
+    manager.remove_containers()
 
 
 def on_node(node: str) -> list[str]:

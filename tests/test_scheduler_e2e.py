@@ -92,9 +92,7 @@ def binpack(tmp_path_factory: pytest.TempPathFactory, cluster_file: Path) -> Ite
 @pytest.fixture
 def clean(manager: Manager) -> Iterator[None]:
     yield
-    ids = manager.ok("ps", "-aq").split()
-    if ids:
-        manager.docker("rm", "-f", *ids)
+    manager.remove_containers()
 
 
 def placed(manager: Manager) -> dict[str, str]:

@@ -96,6 +96,12 @@ class Manager:
     def wait_nodes(self, expected: dict[str, str], timeout: float = 60) -> None:
         wait_for(lambda: self.node_status() == expected, timeout, f"nodes {expected}", interval=0.3)
 
+    def remove_containers(self) -> None:
+        """Remove every container of the cluster (the ``clean`` fixtures' teardown)."""
+        ids = self.ok("ps", "-aq").split()
+        if ids:
+            self.docker("rm", "-f", *ids)
+
     def stop(self) -> None:
         self.process.stop()
 
