@@ -167,7 +167,11 @@ async def relay(
     """
     headers = _response_headers(upstream)
     length = upstream.content_length
-    if length is not None and length <= 1 << 20:
+    # A whole answer is handed back unsent, so that the caller can update the cache before the client
+    # hears back: ``docker stop x && docker ps`` must see x stopped. So is a bodiless one (204, 304),
+    # which has no length: streamed, it would be sent at once, and a client hanging up right after
+    # would cancel the handler, and the update with it.
+    if upstream.status in (204, 304) or (length is not None and length <= 1 << 20):
         body = await upstream.read()
         if epilogue is not None:
             await epilogue()
