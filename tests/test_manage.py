@@ -402,11 +402,13 @@ def test_client_hanging_up_frees_the_node_connection(manager: Manager, clean: No
 
 def test_remove_link(manager: Manager, clean: None) -> None:
     """``docker rm --link PARENT/ALIAS`` names a link, not ``node/container``: it goes to the parent's node."""
-    manager.ok("run", "-d", "--name", "linked-db", dk.IMAGE, "sleep", "300")
-    manager.ok("run", "-d", "--name", "linked-web", "--link", "linked-db:dbalias", dk.IMAGE, "sleep", "300")
-    assert "/linked-db:/linked-web/dbalias" in json.loads(manager.ok("inspect", "linked-web"))[0]["HostConfig"]["Links"]
-    manager.ok("rm", "--link", "linked-web/dbalias")
-    assert not json.loads(manager.ok("inspect", "linked-web"))[0]["HostConfig"]["Links"]
+    for n in range(4):  # the answer comes once the cache has seen the change: right after it, every time
+        manager.ok("run", "-d", "--name", f"linked-db{n}", dk.IMAGE, "sleep", "300")
+        manager.ok("run", "-d", "--name", f"linked-web{n}", "--link", f"linked-db{n}:dbalias", dk.IMAGE, "sleep", "300")
+        links = json.loads(manager.ok("inspect", f"linked-web{n}"))[0]["HostConfig"]["Links"]
+        assert f"/linked-db{n}:/linked-web{n}/dbalias" in links
+        manager.ok("rm", "--link", f"linked-web{n}/dbalias")
+        assert not json.loads(manager.ok("inspect", f"linked-web{n}"))[0]["HostConfig"]["Links"]
     missing = manager.docker("rm", "--link", "nosuch/alias")
     assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr
 
