@@ -135,7 +135,7 @@ def find_network(engines: Iterable[Engine], ref: str) -> Network:
             nodes = sorted({n.engine.name for n in matches})
             hint = f"write <node>/{wanted}" if len(nodes) == len(matches) else "use its ID"
             raise LookupError_(
-                409, f"network {ref} is ambiguous: {len(matches)} networks of that name, on {', '.join(nodes)}; {hint}"
+                409, f"network {ref} is ambiguous: {len(matches)} networks match it, on {', '.join(nodes)}; {hint}"
             )
     raise LookupError_(404, f"network {ref} not found")
 
