@@ -27,11 +27,7 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply, iter_lines, on_each
 from ..cluster.transfer import copy_image
 from .context import manager_of
-from .proxy import error, forward, relay, request_headers
-
-
-def _error_line(message: str) -> bytes:
-    return json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n"
+from .proxy import LazyStream, error, error_line, forward, relay, request_headers
 
 
 def _decoded(line: bytes) -> dict[str, Any]:
@@ -50,29 +46,6 @@ async def _refresh(engines: Iterable[Engine]) -> None:
             await engine.refresh_images()
 
     await asyncio.gather(*(one(e) for e in engines))
-
-
-class _LazyStream:
-    """A streamed JSON answer, started only when there is something to say (else a plain error can still go)."""
-
-    def __init__(self, request: web.Request) -> None:
-        self.request = request
-        self.response: web.StreamResponse | None = None
-
-    async def write(self, data: bytes) -> None:
-        if self.response is None:
-            self.response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await self.response.prepare(self.request)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.response.write(data)
-
-    async def finish(self) -> web.StreamResponse:
-        if self.response is None:
-            await self.write(b"")
-        assert self.response is not None
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.response.write_eof()
-        return self.response
 
 
 # -- save ---------------------------------------------------------------------------------------------
@@ -135,7 +108,7 @@ async def load(request: web.Request) -> web.StreamResponse:
     if not engines:
         return error(500, "No healthy node available in the cluster")
     lead = engines[0]
-    out = _LazyStream(request)
+    out = LazyStream(request)
 
     async def lead_line(engine: Engine, line: bytes) -> None:
         decoded = _decoded(line)
@@ -161,7 +134,7 @@ async def load(request: web.Request) -> web.StreamResponse:
             if "stream" in _decoded(line):
                 await out.write(line)
     if failed:
-        await out.write(_error_line(_failure_message(failed, good, "loaded")))
+        await out.write(error_line(_failure_message(failed, good, "loaded")))
     return await out.finish()
 
 
@@ -190,7 +163,7 @@ async def import_image(request: web.Request) -> web.StreamResponse:
         return error(500, "No healthy node available in the cluster")
     source, others = engines[0], engines[1:]
     body = request.content.iter_any() if request.query.get("fromSrc") == "-" and request.body_exists else None
-    out = _LazyStream(request)
+    out = LazyStream(request)
     image_id = ""
     try:
         async with source.request(
@@ -213,12 +186,12 @@ async def import_image(request: web.Request) -> web.StreamResponse:
         reason = f"cannot reach node {source.name} ({source.addr}): {exc or type(exc).__name__}"
         if out.response is None:
             return error(500, reason)
-        await out.write(_error_line(reason))
+        await out.write(error_line(reason))
         return await out.finish()
     if image_id and others:
         failed = await copy_image(source, others, imported_name(request.query) or image_id)
         if failed:
             message = "; ".join(failed)
-            await out.write(_error_line(f"imported on {source.name} as {image_id}, not copied to: {message}"))
+            await out.write(error_line(f"imported on {source.name} as {image_id}, not copied to: {message}"))
     await _refresh(engines)
     return await out.finish()

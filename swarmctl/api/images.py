@@ -23,7 +23,7 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import STREAM_TIMEOUT, on_each
 from .archives import import_image
 from .context import manager_of
-from .proxy import error, forward, query_flag
+from .proxy import LazyStream, error, error_line, failure, forward, query_flag
 
 #: What an engine lists for an image without tags or digests.
 _PLACEHOLDERS = {"RepoTags": "<none>:<none>", "RepoDigests": "<none>@<none>"}
@@ -107,10 +107,7 @@ async def image_on_all(request: web.Request) -> web.StreamResponse:
             await engine.refresh_images()
     good = [r for r in replies if r.ok]
     if not good:
-        answered = [r for r in replies if r.status]
-        if not answered:
-            return error(500, replies[0].message)
-        return web.Response(status=answered[0].status, body=answered[0].body, content_type="application/json")
+        return failure(replies)
     if request.method == "DELETE":
         merged: list[Any] = []
         for reply in good:  # the same image on several nodes is untagged and deleted once, as one engine says
@@ -152,14 +149,14 @@ async def images_create(request: web.Request) -> web.StreamResponse:
                     with contextlib.suppress(ValueError, AttributeError):
                         text = json.loads(text).get("message", text)
                     refusals.append((r.status, f"{engine.name}: {text}"))
-                    await lines.put((False, _error_line(f"{engine.name}: {text}")))
+                    await lines.put((False, error_line(f"{engine.name}: {text}")))
                     return
                 async for line in r.content:
                     if line.strip():
                         await lines.put((True, _tag_progress(line, engine.name)))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             refusals.append((500, f"{engine.name}: {exc}"))
-            await lines.put((False, _error_line(f"{engine.name}: {exc}")))
+            await lines.put((False, error_line(f"{engine.name}: {exc}")))
         finally:
             with contextlib.suppress(Exception):
                 await engine.refresh_images()
@@ -168,35 +165,27 @@ async def images_create(request: web.Request) -> web.StreamResponse:
         await asyncio.gather(*(one(e) for e in engines))
         await lines.put(None)
 
-    response: web.StreamResponse | None = None
+    out = LazyStream(request)
     held: list[bytes] = []  # refusals, until a node streams (or every node has refused)
     task = asyncio.ensure_future(run_all())
     try:
         while (item := await lines.get()) is not None:
             streaming, line = item
-            if response is None and not streaming:
+            if out.response is None and not streaming:
                 held.append(line)
                 continue
-            if response is None:
-                response = web.StreamResponse(headers={"Content-Type": "application/json"})
-                await response.prepare(request)
-                for early in held:
-                    await response.write(early)
-            await response.write(line)
+            for early in held:
+                await out.write(early)
+            held = []
+            await out.write(line)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    if response is None:
+    if out.response is None:
         statuses = {status for status, _ in refusals}
         return error(statuses.pop() if len(statuses) == 1 else 500, "; ".join(text for _, text in refusals))
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await response.write_eof()
-    return response
-
-
-def _error_line(message: str) -> bytes:
-    return json.dumps({"error": message, "errorDetail": {"message": message}}).encode() + b"\n"
+    return await out.finish()
 
 
 def _tag_progress(line: bytes, node: str) -> bytes:

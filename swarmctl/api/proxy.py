@@ -86,6 +86,34 @@ def failure(replies: list[Reply]) -> web.Response:
     )
 
 
+def error_line(message: str) -> bytes:
+    """An error inside a streamed JSON answer (pull, load, build), as an engine writes one."""
+    return json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\n"
+
+
+class LazyStream:
+    """A streamed JSON answer, started only when there is something to say (else a plain error can still go)."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response: web.StreamResponse | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self.response is None:
+            self.response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await self.response.prepare(self.request)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.response.write(data)
+
+    async def finish(self) -> web.StreamResponse:
+        if self.response is None:
+            await self.write(b"")
+        assert self.response is not None
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.response.write_eof()
+        return self.response
+
+
 def query_flag(request: web.Request, name: str) -> bool:
     """A boolean query parameter read as the engine reads it: "", 0, no, false, none (any case) are false."""
     return request.query.get(name, "").strip().lower() not in ("", "0", "no", "false", "none")

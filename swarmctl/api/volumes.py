@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.engine import Engine
-from ..cluster.fanout import on_each
+from ..cluster.fanout import ask, on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
 from ..scheduler import ExpressionError, NoNodeError
 from .context import Manager, manager_of
@@ -77,10 +77,10 @@ async def volume_inspect(request: web.Request) -> web.StreamResponse:
     volume = _lookup(request)
     if isinstance(volume, web.Response):
         return volume
-    replies = await on_each(volume.holders[:1], "GET", f"{version_prefix(request)}/volumes/{volume.name}")
-    if not replies[0].ok:
-        return failure(replies)
-    return web.json_response(with_nodes(replies[0].json(), volume.nodes))
+    reply = await ask(volume.holders[0], "GET", f"{version_prefix(request)}/volumes/{volume.name}")
+    if not reply.ok:
+        return failure([reply])
+    return web.json_response(with_nodes(reply.json(), volume.nodes))
 
 
 async def volume_create(request: web.Request) -> web.StreamResponse:

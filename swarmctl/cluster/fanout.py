@@ -230,28 +230,22 @@ async def on_each(
     A streamed ``body`` is read once and sent to every engine as it arrives (see :class:`Tee`).
     """
     engines = list(engines)
-    if body is None or isinstance(body, bytes):
-        return list(
-            await asyncio.gather(
-                *(
-                    ask(e, method, path_qs, body=body, headers=headers, timeout=timeout, on_line=on_line)
-                    for e in engines
-                )
-            )
-        )
-    tee = Tee(body, len(engines))
+    tee = None if body is None or isinstance(body, bytes) else Tee(body, len(engines))
 
     async def one(index: int, engine: Engine) -> Reply:
         try:
-            return await ask(
-                engine, method, path_qs, body=tee.reader(index), headers=headers, timeout=timeout, on_line=on_line
-            )
+            sent = body if tee is None else tee.reader(index)
+            return await ask(engine, method, path_qs, body=sent, headers=headers, timeout=timeout, on_line=on_line)
         finally:
-            tee.drop(index)  # also when the request never started reading (the node refused the connection)
+            if tee is not None:
+                tee.drop(index)  # also when the request never started reading (the node refused the connection)
 
+    asking = asyncio.gather(*(one(i, e) for i, e in enumerate(engines)))
+    if tee is None:
+        return list(await asking)
     pump = asyncio.ensure_future(tee.run())
     try:
-        return list(await asyncio.gather(*(one(i, e) for i, e in enumerate(engines))))
+        return list(await asking)
     finally:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -20,8 +20,10 @@ candidates in order, at most :data:`CREATE_TRIES` of them:
 - any other refusal that says the request itself is wrong (a 4xx: a name
   already taken, an unknown log driver, a malformed configuration) is
   answered at once: every node would say the same;
-- any other failure (5xx: a runtime the node lacks, a device) tries the
-  next candidate, and the first failure is returned if none accepts.
+- any other failure (a 5xx: a device the node lacks, a node in trouble)
+  tries the next candidate, and the first failure is returned if none
+  accepts. (A runtime the node lacks is not tried at all: the scheduler
+  knows each engine's runtimes from its ``/info``.)
 
 A local network is on one node, so its containers go there. But a network
 the scheduler placed (``docker network create`` with a plain name, as
@@ -173,20 +175,17 @@ class Placer:
         if name:
             self._names.add(name)
         try:
-            try:
-                placed, candidates = self._choose(scheduler, request, exclude)
-            except NoNodeError as exc:
-                return Outcome(500, _message(str(exc)))
+            placed, candidates = self._choose(scheduler, request, exclude)
             if not placed.may_move:
                 return await self._try(candidates, placed, url)
             async with contextlib.AsyncExitStack() as held:
                 for network in sorted(placed.may_move):
                     await held.enter_async_context(self._moves.setdefault(network, asyncio.Lock()))
-                try:  # again: a create that held the lock before may have taken the network somewhere
-                    placed, candidates = self._choose(scheduler, request, exclude)
-                except NoNodeError as exc:
-                    return Outcome(500, _message(str(exc)))
+                # Again: a create that held the lock before may have taken the network somewhere.
+                placed, candidates = self._choose(scheduler, request, exclude)
                 return await self._try(candidates, placed, url)
+        except NoNodeError as exc:
+            return Outcome(500, _message(str(exc)))
         finally:
             self._names.discard(name)
 
