@@ -33,7 +33,9 @@ included, and each holds a value that means something for a cluster:
 Any field a node sends that is not listed here (a newer engine's) is passed
 on as the first node's, so no field is ever missing.
 
-The answer is rebuilt only when the cluster changes (see ``Manager.cached``);
+The answer is rebuilt when the cluster changed or a second passed (each
+node's UpdatedAt; see ``Manager.cached``), from per-node parts each kept until its
+node changes (counts, reservations, its ``SystemStatus`` rows serialised);
 the few fields that change by themselves (time, file descriptors, tasks,
 event listeners) are appended to the cached bytes per request (files and
 tasks counted at most once a second), so an ``/info`` costs a few
@@ -151,18 +153,28 @@ def _union_lists(lists: Iterable[Any]) -> list[Any] | None:
     return union if seen_any else None
 
 
+def _states(engine: Engine) -> tuple[int, int, int]:
+    """How many containers the engine has, how many run, how many are paused (kept until it changes)."""
+
+    def count() -> tuple[int, int, int]:
+        states = [c.get("State") for c in engine.containers.values()]
+        return len(states), states.count("running"), states.count("paused")
+
+    counted: tuple[int, int, int] = engine.memo("states", count)
+    return counted
+
+
 def _node_status(engine: Engine) -> list[list[str]]:
     """One node's rows in ``SystemStatus``, as Swarm 1.2.9 wrote them."""
-    states = [c.get("State") for c in engine.containers.values()]
-    running, paused = states.count("running"), states.count("paused")
-    stopped = len(states) - running - paused
+    total, running, paused = _states(engine)
+    stopped = total - running - paused
     cpus, reserved_memory = engine.reserved()
     updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(engine.updated_at)) if engine.updated_at else ""
     rows = [
         [f" {engine.name}", engine.addr],
         ["  └ ID", f"{engine.id}|{engine.addr}"],
         ["  └ Status", engine.state],
-        ["  └ Containers", f"{len(states)} ({running} Running, {paused} Paused, {stopped} Stopped)"],
+        ["  └ Containers", f"{total} ({running} Running, {paused} Paused, {stopped} Stopped)"],
         ["  └ Reserved CPUs", f"{cpus:g} / {engine.ncpu}"],
         ["  └ Reserved Memory", f"{_bytes(reserved_memory)} / {_bytes(engine.memory)}"],
         ["  └ Labels", ", ".join(f"{k}={v}" for k, v in sorted(engine.labels.items()))],
@@ -174,19 +186,31 @@ def _node_status(engine: Engine) -> list[list[str]]:
     return rows
 
 
-def _system_status(manager: Manager, engines: list[Engine]) -> list[list[str]]:
+def _node_rows(engine: Engine) -> bytes:
+    """The node's rows serialised (without brackets), rebuilt only when the engine changes or refreshes."""
+    rows: bytes = engine.memo(
+        "info-rows",
+        lambda: json.dumps(_node_status(engine)).encode()[1:-1],
+        stamp=(int(engine.updated_at), engine.last_error),
+    )
+    return rows
+
+
+#: Stands for ``SystemStatus`` while the rest is serialised; replaced by the joined rows (see build_body).
+_ROWS = "\x00system-status\x00"
+
+
+def _system_status(manager: Manager, engines: list[Engine]) -> bytes:
     role = [["Role", "primary"]]
     if manager.replicated and not manager.role.primary:
         role = [["Role", "replica"], ["Primary", manager.role.leader or ""]]
-    status = [
+    head = [
         *role,
         ["Strategy", manager.strategy],
         ["Filters", ", ".join(manager.filters)],
         ["Nodes", str(len(engines))],
     ]
-    for engine in engines:
-        status += _node_status(engine)
-    return status
+    return b"[" + b", ".join([json.dumps(head).encode()[1:-1], *(_node_rows(e) for e in engines)]) + b"]"
 
 
 def _plugins(infos: list[dict[str, Any]]) -> dict[str, Any]:
@@ -202,26 +226,30 @@ def _runtimes(infos: list[dict[str, Any]]) -> dict[str, Any]:
     return runtimes
 
 
-def build_info(manager: Manager) -> dict[str, Any]:
-    """The cluster's ``/info`` without the fields that change by themselves (see :func:`info_body`)."""
+def build_body(manager: Manager) -> bytes:
+    """The cluster's ``/info`` without the fields that change by themselves (see :func:`info_body`).
+
+    Serialised with each node's ``SystemStatus`` rows kept serialised per node,
+    so that a thousand nodes' rows are not encoded again for every change.
+    """
     engines = sorted(manager.cluster.engines.values(), key=lambda e: (e.name, e.addr))
     healthy = [e for e in engines if e.state == HEALTHY]
     infos = [e.info for e in healthy]
-    states = [c.get("State") for e in healthy for c in e.containers.values()]
-    running, paused = states.count("running"), states.count("paused")
+    counts = [_states(e) for e in healthy]
+    total, running, paused = (sum(column) for column in zip(*counts, strict=True)) if counts else (0, 0, 0)
     first = infos[0] if infos else {}
     host_os, host_os_version = _host_os()
     resources = [r for info in infos for r in info.get("GenericResources") or []]
     answer: dict[str, Any] = {
         **first,  # fields of newer engines that nothing below computes
         "ID": manager.id,
-        "Containers": len(states),
+        "Containers": total,
         "ContainersRunning": running,
         "ContainersPaused": paused,
-        "ContainersStopped": len(states) - running - paused,
-        "Images": len({image["Id"] for e in healthy for image in e.images}),
+        "ContainersStopped": total - running - paused,
+        "Images": len(set().union(*(_image_ids(e) for e in healthy))),
         "DriverStatus": None,
-        "SystemStatus": _system_status(manager, engines),
+        "SystemStatus": _ROWS,
         "Plugins": _plugins(infos),
         **{key: bool(infos) and all(bool(info.get(key)) for info in infos) for key in _EVERY_NODE},
         **{key: _joined(info.get(key) for info in infos) for key in _JOINED},
@@ -255,7 +283,12 @@ def build_info(manager: Manager) -> dict[str, Any]:
     }
     for key in _DYNAMIC:
         answer.pop(key, None)
-    return answer
+    return json.dumps(answer).encode().replace(json.dumps(_ROWS).encode(), _system_status(manager, engines), 1)
+
+
+def _image_ids(engine: Engine) -> frozenset[str]:
+    ids: frozenset[str] = engine.memo("image-ids", lambda: frozenset(str(image["Id"]) for image in engine.images))
+    return ids
 
 
 #: ``(when, open files, tasks)`` last counted: counting walks every file descriptor and every task
@@ -298,7 +331,7 @@ def info_body(manager: Manager) -> bytes:
     With a thousand nodes the answer is hundreds of kilobytes: joined once a
     second, not copied for every request.
     """
-    cluster = manager.cached("info", lambda: json.dumps(build_info(manager)).encode())
+    cluster = manager.cached("info", lambda: build_body(manager), stamp=int(time.time()))
     return manager.cached(
         "info+live", lambda: cluster[:-1] + b", " + json.dumps(_dynamic(manager)).encode()[1:], stamp=int(time.time())
     )

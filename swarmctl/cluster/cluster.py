@@ -15,6 +15,8 @@ from .resources import LookupError_
 __all__ = ["Cluster", "LookupError_", "image_matches"]
 
 log = logging.getLogger("swarmctl.cluster")
+#: How many container inspections may be in flight at once, over all engines.
+INSPECTIONS = 64
 
 
 class Cluster:
@@ -31,6 +33,9 @@ class Cluster:
         self.version = 0
         #: Moves containers off failed nodes (``reschedule:on-node-failure``).
         self.rescheduler = Rescheduler(self)
+        #: Container inspections in flight across every engine: a manager starting in front of
+        #: thousands of containers fills in their details at this pace, not all at once.
+        self.inspections = asyncio.Semaphore(INSPECTIONS)
 
     def session(self) -> aiohttp.ClientSession:
         """The HTTP client every engine shares (made on first use, inside the event loop)."""
@@ -59,7 +64,7 @@ class Cluster:
                 task.add_done_callback(self._stopping.discard)
         added = [addr for addr in wanted if addr not in self.engines]
         for addr in added:
-            engine = Engine(addr, self.bus, self.options, self.session, self._bump)
+            engine = Engine(addr, self.bus, self.options, self.session, self._bump, self.inspections)
             engine.on_state_change = self.rescheduler.engine_state_changed
             self.engines[addr] = engine
             engine.start()
@@ -90,15 +95,10 @@ class Cluster:
             engine = self.by_name(node)
             if engine is not None:
                 engines, ref = [engine], name
-        exact = [(e, cid) for e in engines for cid in e.containers if cid == ref]
+        exact = [(e, ref) for e in engines if ref in e.containers]
         if exact:
             return exact[0]
-        named = [
-            (e, cid)
-            for e in engines
-            for cid, c in e.containers.items()
-            if any(n.lstrip("/") == ref for n in c.get("Names") or [])
-        ]
+        named = [(e, cid) for e in engines if (cid := e.container_names().get(ref)) is not None]
         if len(named) > 1:
             nodes = ", ".join(sorted(e.name for e, _ in named))
             raise LookupError_(
@@ -106,7 +106,7 @@ class Cluster:
             )
         if named:
             return named[0]
-        prefixed = [(e, cid) for e in engines for cid in e.containers if ref and cid.startswith(ref)]
+        prefixed = [(e, cid) for e in engines if ref for cid in e.container_ids_with_prefix(ref)]
         if len(prefixed) > 1:
             raise LookupError_(409, f"Conflict: multiple containers match the ID prefix {ref}")
         if prefixed:

@@ -4,16 +4,33 @@ An engine is *Pending* until it has answered ``/info`` and ``/version``,
 *Healthy* while it answers, and *Unhealthy* after ``failure_retry``
 consecutive failures; it becomes Healthy again when it answers. Its
 containers (with their inspect data), images, networks and volumes are
-cached: the API answers listings from here without a round-trip. The cache
-is updated from the engine's ``/events`` stream as things happen, and
-re-read in full every ``refresh_min``..``refresh_max`` seconds (a random
-interval, so a thousand engines do not refresh in step). Engines that do not
-answer are retried with exponential back-off, so dead nodes cost little.
+cached: the API answers listings from here without a round-trip.
+
+The cost of keeping the cache follows changes, not size:
+
+- a container is inspected when it is first seen, and again only when an
+  event says it changed or its line in the engine's cheap list
+  (``/containers/json``) differs from the one known;
+- every ``refresh_min``..``refresh_max`` seconds (a random interval, so a
+  thousand engines do not refresh in step) the engine is *reconciled*: its
+  lists of containers, images, networks and volumes are read and compared
+  with what is known (an unchanged answer costs a byte comparison), which
+  also tells whether it still answers;
+- ``/info`` and ``/version`` are read when the engine connects, when its
+  event stream had to be re-opened (events may have been missed: everything
+  is re-read) and when the daemon reloads its configuration.
+
+The inspections of a thousand engines share one limit (``inspections``), so
+that a manager starting in front of 30,000 containers lists them all at once
+(from the cheap lists) and fills in their details without flooding itself.
+Engines that do not answer are retried with exponential back-off, so dead
+nodes cost little.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -76,6 +93,7 @@ class Engine:
         options: EngineOptions,
         session: Callable[[], aiohttp.ClientSession] | None = None,
         on_change: Callable[[], None] | None = None,
+        inspections: asyncio.Semaphore | None = None,
     ) -> None:
         self.addr = addr
         self.bus = bus
@@ -111,6 +129,15 @@ class Engine:
         #: When each container was last refreshed alone (a counter, see refresh_containers).
         self._touched: dict[str, int] = {}
         self._stamp = 0
+        #: How many container inspections may be in flight (shared by every engine of a cluster).
+        self._inspections = inspections or asyncio.Semaphore(8)
+        #: The last raw answer of each list the reconciliation reads: unchanged bytes mean nothing to do.
+        self._raw: dict[str, bytes] = {}
+        #: Whether the next round re-reads everything (``/info`` too): at first, after a failure or
+        #: after the event stream ended (events may have been missed).
+        self._resync = True
+        #: Values derived from the cache, each kept until the next change (see :meth:`memo`).
+        self._memo: dict[str, tuple[tuple[int, Any], Any]] = {}
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -159,8 +186,44 @@ class Engine:
     def memory(self) -> int:
         return int(self.info.get("MemTotal") or 0)
 
+    def memo(self, key: str, build: Callable[[], Any], *, stamp: Any = None) -> Any:
+        """``build()``, kept until this engine's cache changes (or ``stamp`` does).
+
+        What is derived from one engine is recomputed for that engine only, so
+        one change among a thousand engines costs one engine's work.
+        """
+        valid = (self.generation, stamp)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == valid:
+            return hit[1]
+        value = build()
+        self._memo[key] = (valid, value)
+        return value
+
+    def container_names(self) -> dict[str, str]:
+        """Every name a container here answers to (``web``, a link's ``app/db``) -> its ID."""
+        names: dict[str, str] = self.memo(
+            "names",
+            lambda: {str(name).lstrip("/"): cid for cid, c in self.containers.items() for name in c.get("Names") or []},
+        )
+        return names
+
+    def container_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` container IDs here that start with ``prefix`` (a sorted index, not a scan)."""
+        ids: list[str] = self.memo("ids", lambda: sorted(self.containers))
+        found: list[str] = []
+        for cid in ids[bisect.bisect_left(ids, prefix) :]:
+            if not cid.startswith(prefix) or len(found) == limit:
+                break
+            found.append(cid)
+        return found
+
     def reserved(self) -> tuple[float, int]:
         """CPUs and memory that this node's containers reserve (``-c``/``--cpus``, ``-m``)."""
+        result: tuple[float, int] = self.memo("reserved", self._reserved)
+        return result
+
+    def _reserved(self) -> tuple[float, int]:
         cpus = 0.0
         memory = 0
         for inspect in self.inspects.values():
@@ -222,11 +285,12 @@ class Engine:
         events: asyncio.Task[None] | None = None
         while True:
             try:
-                await self.refresh()
+                started, unknown = await self._read(everything=self._resync)
             except (TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError) as exc:
                 if events is not None:
                     events.cancel()
                     events = None
+                self._resync = True
                 self._failed(exc)
                 # Jittered, so that many dead nodes registered together are
                 # not all retried in the same instant.
@@ -234,9 +298,16 @@ class Engine:
                 backoff = min(backoff * 2, self.options.refresh_max)
                 continue
             backoff = 1.0
-            self._answered()
+            self._resync = False
+            previous = self._answered()
             if events is None or events.done():
                 events = asyncio.ensure_future(self._follow_events())
+            # Listed (and Healthy) at once; the details of new containers follow, and only then is the
+            # rescheduler told, so that it sees this node's containers whole.
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError):
+                await self._inspect(unknown, started)
+            if previous is not None:
+                self._state_changed(previous)
             await self._sleep(random.uniform(self.options.refresh_min, self.options.refresh_max))
 
     async def _sleep(self, seconds: float) -> None:
@@ -244,14 +315,16 @@ class Engine:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    def _answered(self) -> None:
+    def _answered(self) -> str | None:
+        """The engine answered: Healthy now; its previous state if that changed (the caller tells the hook)."""
         self.failures = 0
-        if self.state != HEALTHY:
-            previous, self.state = self.state, HEALTHY
-            self._changed()
-            log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
-            self._publish_engine_event("engine_connect")
-            self._state_changed(previous)
+        if self.state == HEALTHY:
+            return None
+        previous, self.state = self.state, HEALTHY
+        self._changed()
+        log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
+        self._publish_engine_event("engine_connect")
+        return previous
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
@@ -293,49 +366,115 @@ class Engine:
 
     # -- the cache ---------------------------------------------------------------
     async def refresh(self) -> None:
-        """Re-read everything; raises if the engine does not answer."""
+        """Re-read everything (inspecting only what is new or changed); raises if the engine does not answer."""
+        started, unknown = await self._read(everything=True)
+        await self._inspect(unknown, started)
+
+    async def refresh_specs(self) -> None:
+        """Re-read ``/info`` and ``/version`` (at connection, and when the daemon reloads its settings)."""
         info, version = await asyncio.gather(self.get_json("/info"), self.get_json("/version"))
         if not isinstance(info, dict) or not isinstance(version, dict):
             raise EngineError("not a Docker engine (bad /info or /version)")
-        self.info, self.version = info, version
-        await asyncio.gather(
-            self.refresh_containers(), self.refresh_images(), self.refresh_networks(), self.refresh_volumes()
+        if info != self.info or version != self.version:
+            self.info, self.version = info, version
+            self._changed()
+
+    async def _read(self, *, everything: bool) -> tuple[int, list[str]]:
+        """One round: the lists (and with ``everything``, ``/info`` and ``/version``) read and applied.
+
+        Returns the round's stamp and the containers to inspect (new, or whose line changed).
+        """
+        if everything:
+            self._raw.clear()  # an answer equal to the last one is applied again: nothing is taken on trust
+            await self.refresh_specs()
+        (started, unknown), *_ = await asyncio.gather(
+            self._read_containers(), self.refresh_images(), self.refresh_networks(), self.refresh_volumes()
         )
         self.updated_at = time.time()
+        return started, unknown
 
     def _changed(self) -> None:
         self.generation += 1
         if self._on_change is not None:
             self._on_change()
 
+    async def _get_changed(self, path: str) -> Any:
+        """``path``'s JSON if its answer differs from the last one read, else None (nothing to apply)."""
+        async with self.request("GET", path) as response:
+            if response.status != 200:
+                raise EngineError(f"GET {path}: HTTP {response.status}")
+            raw = await response.read()
+        if self._raw.get(path) == raw:
+            return None
+        answer = json.loads(raw)
+        self._raw[path] = raw
+        return answer
+
     async def refresh_containers(self) -> None:
-        """Re-read every container; entries refreshed one by one meanwhile are newer and win."""
+        """Reconcile the containers with the engine's list, inspecting those new or changed."""
+        started, unknown = await self._read_containers()
+        await self._inspect(unknown, started)
+
+    async def _read_containers(self) -> tuple[int, list[str]]:
+        """Apply the engine's container list; the round's stamp and the IDs that need an inspect.
+
+        A container is listed from its line at once; a line that differs from
+        the known one in anything but ``Status`` (the "Up 5 minutes" text)
+        means the container changed behind our back, so it is inspected again.
+        Entries refreshed one by one meanwhile (``_touched`` after this round
+        began) are newer and win.
+        """
         self._stamp += 1
         started = self._stamp
-        summaries = await self.get_json("/containers/json?all=1")
-        found = {c["Id"]: c for c in summaries}
-        limit = asyncio.Semaphore(8)
-
-        async def inspect(cid: str) -> tuple[str, dict[str, Any] | None]:
-            async with limit:
-                try:
-                    return cid, await self.get_json(f"/containers/{cid}/json")
-                except EngineError:
-                    return cid, None  # removed meanwhile
-
-        inspected = dict(await asyncio.gather(*(inspect(cid) for cid in found)))
-        containers = {cid: c for cid, c in found.items() if inspected.get(cid) is not None}
-        inspects = {cid: i for cid, i in inspected.items() if i is not None}
-        for cid, stamp in self._touched.items():
-            if stamp > started:  # created, changed or removed while we were reading
-                containers.pop(cid, None)
-                inspects.pop(cid, None)
-                if cid in self.containers:
-                    containers[cid] = self.containers[cid]
-                    inspects[cid] = self.inspects[cid]
-        self.containers, self.inspects = containers, inspects
+        summaries = await self._get_changed("/containers/json?all=1")
+        if summaries is None:
+            return started, [cid for cid in self.containers if cid not in self.inspects]
+        found = {str(c["Id"]): c for c in summaries}
+        fresh = {cid for cid, stamp in self._touched.items() if stamp > started}
+        changed = False
+        for cid in [cid for cid in self.containers if cid not in found and cid not in fresh]:
+            self.containers.pop(cid, None)
+            self.inspects.pop(cid, None)
+            changed = True
+        unknown = []
+        for cid, summary in found.items():
+            if cid in fresh:
+                continue
+            known = self.containers.get(cid)
+            if known == summary:
+                if cid not in self.inspects:
+                    unknown.append(cid)
+                continue
+            if known is None or cid not in self.inspects or not _same_but_status(known, summary):
+                unknown.append(cid)
+            self.containers[cid] = summary
+            changed = True
         self._touched = {cid: stamp for cid, stamp in self._touched.items() if stamp > started}
-        self._changed()
+        if changed:
+            self._changed()
+        return started, unknown
+
+    async def _inspect(self, cids: list[str], started: int) -> None:
+        """Inspect ``cids`` (within the shared limit); one refreshed alone since ``started`` is left as it is."""
+
+        async def one(cid: str) -> None:
+            async with self._inspections:
+                if self._touched.get(cid, 0) > started or cid not in self.containers:
+                    return
+                try:
+                    inspect = await self.get_json(f"/containers/{cid}/json")
+                except EngineError:
+                    inspect = None  # removed meanwhile
+            if self._touched.get(cid, 0) > started or cid not in self.containers:
+                return
+            if inspect is None:
+                self.containers.pop(cid, None)
+                self.inspects.pop(cid, None)
+            else:
+                self.inspects[cid] = inspect
+            self._changed()
+
+        await asyncio.gather(*(one(cid) for cid in cids))
 
     async def refresh_container(self, cid: str) -> None:
         """Re-read one container (after an event, a create, a rename...)."""
@@ -346,12 +485,15 @@ class Engine:
             self._container_locks.pop(cid, None)
 
     async def _refresh_container(self, cid: str) -> None:
-        filters = quote(json.dumps({"id": [cid]}))
+        path = f"/containers/json?all=1&filters={quote(json.dumps({'id': [cid]}))}"
         try:
-            summaries, inspect = await asyncio.gather(
-                self.get_json(f"/containers/json?all=1&filters={filters}"),
-                self.get_json(f"/containers/{cid}/json"),
-            )
+            summaries, inspect = await asyncio.gather(self.get_json(path), self.get_json(f"/containers/{cid}/json"))
+            # dockerd's list is a view updated a moment after the container itself (and after its
+            # event): a line that still shows the state before the change is read again.
+            for _ in range(_RELISTS):
+                if inspect is None or _agrees(summaries, inspect):
+                    break
+                summaries = await self.get_json(path)
         except EngineError:
             summaries, inspect = [], None
         full_id = inspect["Id"] if inspect else cid
@@ -362,7 +504,8 @@ class Engine:
             self.containers.pop(full_id, None)
             self.inspects.pop(full_id, None)
         else:
-            self.containers[full_id] = summary
+            state = (inspect.get("State") or {}).get("Status")
+            self.containers[full_id] = {**summary, "State": state} if state else summary
             self.inspects[full_id] = inspect
         self._changed()
 
@@ -374,17 +517,22 @@ class Engine:
         self._changed()
 
     async def refresh_images(self) -> None:
-        self.images = await self.get_json("/images/json")
-        self._changed()
+        images = await self._get_changed("/images/json")
+        if images is not None:
+            self.images = images
+            self._changed()
 
     async def refresh_networks(self) -> None:
-        self.networks = await self.get_json("/networks")
-        self._changed()
+        networks = await self._get_changed("/networks")
+        if networks is not None:
+            self.networks = networks
+            self._changed()
 
     async def refresh_volumes(self) -> None:
-        answer = await self.get_json("/volumes")
-        self.volumes = answer.get("Volumes") or []
-        self._changed()
+        answer = await self._get_changed("/volumes")
+        if answer is not None:
+            self.volumes = answer.get("Volumes") or []
+            self._changed()
 
     async def _follow_events(self) -> None:
         """Apply the engine's events to the cache and pass them on, tagged with this node."""
@@ -397,7 +545,8 @@ class Engine:
                         await self._apply(json.loads(line))
         except (TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError) as exc:
             log.debug("engine %s: event stream ended: %s", self.addr, exc)
-        self._wake.set()  # check the engine now: it may be gone
+        self._resync = True  # events may have been missed: re-read everything
+        self._wake.set()  # and now: the engine may be gone
 
     async def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("Type")
@@ -415,7 +564,24 @@ class Engine:
                 await self.refresh_networks()
             elif kind == "volume":
                 await self.refresh_volumes()
+            elif kind == "daemon" and action == "reload":
+                await self.refresh_specs()
         except (TimeoutError, aiohttp.ClientError, EngineError, OSError) as exc:
             log.debug("engine %s: could not follow %s %s: %s", self.addr, kind, action, exc)
         event["node"] = self.node_ref()
         self.bus.publish(event)
+
+
+#: How many times a container's list line is read again while it lags behind its inspect.
+_RELISTS = 3
+
+
+def _agrees(summaries: list[dict[str, Any]], inspect: dict[str, Any]) -> bool:
+    """Whether the list line of the inspected container shows the same state as its inspect."""
+    state = (inspect.get("State") or {}).get("Status")
+    return any(s.get("Id") == inspect.get("Id") and s.get("State") == state for s in summaries)
+
+
+def _same_but_status(known: dict[str, Any], listed: dict[str, Any]) -> bool:
+    """Whether two list lines of a container differ at most in ``Status`` (its age, as text)."""
+    return known.keys() == listed.keys() and all(known[k] == listed[k] for k in known if k != "Status")

@@ -126,11 +126,7 @@ class Placer:
         name = name.lstrip("/")
         if name in self._names:
             return True
-        return any(
-            name in (n.lstrip("/") for n in c.get("Names") or [])
-            for engine in self.cluster.healthy()
-            for c in engine.containers.values()
-        )
+        return any(name in engine.container_names() for engine in self.cluster.healthy())
 
     def candidates(self, scheduler: Scheduler, request: ContainerRequest, exclude: Iterable[str] = ()) -> list[Engine]:
         """The engines that may take ``request``, best first; :class:`NoNodeError` if none."""
