@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import fnmatch
 import json
 import re
@@ -156,23 +155,24 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     if isinstance(found, web.Response):
         return found
     engine, cid = found
-    data = engine.inspects.get(cid)
     if query_flag(request, "size"):
         # Sizes are computed by the engine on request; the cache has none.
         reply = await ask(engine, "GET", _target(request, cid, "/json"))
         if not reply.ok:
             return _json_answer(reply.status, reply.body) if reply.status else error(500, reply.error)
-        data = reply.json()
-    if data is None:
-        return await forward(request, engine, _target(request, cid, "/json"))
-    answer = copy.copy(data)
-    answer["Node"] = {
-        **engine.node_ref(),
-        "Cpus": engine.ncpu,
-        "Memory": engine.memory,
-        "Labels": engine.labels,
-    }
-    return web.json_response(answer)
+        raw = reply.body.strip()
+    else:
+        try:
+            raw = engine.inspects.raw(cid)
+        except KeyError:  # listed, not inspected yet
+            return await forward(request, engine, _target(request, cid, "/json"))
+    return web.Response(body=_with_node(raw, engine), content_type="application/json")
+
+
+def _with_node(raw: bytes, engine: Engine) -> bytes:
+    """The inspect's JSON with Swarm's ``Node`` object added, without parsing it again."""
+    node = {**engine.node_ref(), "Cpus": engine.ncpu, "Memory": engine.memory, "Labels": engine.labels}
+    return raw[:-1] + b', "Node": ' + json.dumps(node).encode() + b"}"
 
 
 async def container_action(request: web.Request) -> web.StreamResponse:

@@ -39,7 +39,7 @@ class Manager:
     peer_ssl: ssl.SSLContext | None = None
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
     answers: dict[str, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
-    #: ``(generation, version)``: the API version, worked out once per cluster change (every answer says it).
+    #: ``(specs version, API version)``: worked out once per change of the nodes (every answer says it).
     _api: tuple[int, str] = (-1, "")
     #: Builds running through this manager, by the client's build ID (``/build/cancel`` finds them here).
     builds: dict[str, RunningBuild] = field(default_factory=dict)
@@ -48,9 +48,10 @@ class Manager:
         """The newest API version every healthy node speaks; the docker CLI negotiates down to it.
 
         Every response carries it (``Api-Version``), so it is worked out once
-        per cluster change, not once per request over every engine.
+        per change of the nodes (not of their containers), not once per request
+        over every engine.
         """
-        generation = self.generation()
+        generation = self.cluster.specs_version
         if self._api[0] == generation:
             return self._api[1]
         versions = [e.api_version for e in self.cluster.healthy() if e.api_version]

@@ -31,6 +31,9 @@ class Cluster:
         self._session: aiohttp.ClientSession | None = None
         #: Bumped on every change of any engine (its cache, its state) and of the set of engines.
         self.version = 0
+        #: Bumped when the set of engines changes or an engine's state, ``/info`` or ``/version`` does:
+        #: what is derived from the nodes alone (the API version they all speak) is kept until then.
+        self.specs_version = 0
         #: Moves containers off failed nodes (``reschedule:on-node-failure``).
         self.rescheduler = Rescheduler(self)
         #: Container inspections in flight across every engine: a manager starting in front of
@@ -46,8 +49,10 @@ class Cluster:
             self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         return self._session
 
-    def _bump(self) -> None:
+    def _bump(self, specs: bool = True) -> None:
         self.version += 1
+        if specs:
+            self.specs_version += 1
 
     def set_addresses(self, addresses: list[str]) -> None:
         """Make the engines exactly those of ``addresses`` (called on every discovery change)."""

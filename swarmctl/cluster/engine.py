@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -46,6 +47,7 @@ import aiohttp
 
 from ..api.streams import ByteStream, connect
 from .events import EventBus
+from .packed import Inspects
 
 log = logging.getLogger("swarmctl.cluster")
 
@@ -92,7 +94,7 @@ class Engine:
         bus: EventBus,
         options: EngineOptions,
         session: Callable[[], aiohttp.ClientSession] | None = None,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[bool], None] | None = None,
         inspections: asyncio.Semaphore | None = None,
     ) -> None:
         self.addr = addr
@@ -104,13 +106,16 @@ class Engine:
         self.info: dict[str, Any] = {}
         self.version: dict[str, Any] = {}
         self.containers: dict[str, dict[str, Any]] = {}
-        self.inspects: dict[str, dict[str, Any]] = {}
+        #: Container ID -> inspect, kept compressed (see packed.py); ``containers`` has their list lines.
+        self.inspects = Inspects()
         self.images: list[dict[str, Any]] = []
         self.networks: list[dict[str, Any]] = []
         self.volumes: list[dict[str, Any]] = []
         self.updated_at = 0.0
         #: Bumped on every cache change; the API server keys its pre-serialised answers on it.
         self.generation = 0
+        #: Bumped when the node's state, ``/info`` or ``/version`` changes (not its containers...).
+        self.specs_generation = 0
         scheme = "https" if options.ssl is not None else "http"
         self.base_url = f"{scheme}://{addr}"
         #: The cluster's one HTTP client, shared by every engine: a thousand
@@ -131,7 +136,7 @@ class Engine:
         self._stamp = 0
         #: How many container inspections may be in flight (shared by every engine of a cluster).
         self._inspections = inspections or asyncio.Semaphore(8)
-        #: The last raw answer of each list the reconciliation reads: unchanged bytes mean nothing to do.
+        #: A digest of the last answer of each list the reconciliation reads: unchanged means nothing to do.
         self._raw: dict[str, bytes] = {}
         #: Whether the next round re-reads everything (``/info`` too): at first, after a failure or
         #: after the event stream ended (events may have been missed).
@@ -226,13 +231,9 @@ class Engine:
     def _reserved(self) -> tuple[float, int]:
         cpus = 0.0
         memory = 0
-        for inspect in self.inspects.values():
-            host = inspect.get("HostConfig") or {}
-            if host.get("NanoCpus"):
-                cpus += host["NanoCpus"] / 1e9
-            elif host.get("CpuShares"):
-                cpus += host["CpuShares"] / 1024
-            memory += int(host.get("Memory") or 0)
+        for facts in self.inspects.facts():
+            cpus += facts.cpus
+            memory += facts.memory
         return cpus, memory
 
     def node_ref(self) -> dict[str, str]:
@@ -258,10 +259,23 @@ class Engine:
         return await connect(self.addr, self.options.ssl)
 
     async def get_json(self, path: str) -> Any:
+        return json.loads(await self.get_raw(path))
+
+    async def get_raw(self, path: str) -> bytes:
+        """``path``'s answer as bytes; :class:`EngineError` unless it is a 200."""
         async with self.request("GET", path) as response:
             if response.status != 200:
                 raise EngineError(f"GET {path}: HTTP {response.status}")
-            return await response.json(content_type=None)
+            body: bytes = await response.read()
+            return body
+
+    async def _get_inspect(self, cid: str) -> tuple[bytes, dict[str, Any]]:
+        """A container's inspect, as sent and parsed (``EngineError`` if there is no such container)."""
+        raw = await self.get_raw(f"/containers/{cid}/json")
+        inspect = json.loads(raw)
+        if not isinstance(inspect, dict) or not inspect.get("Id"):
+            raise EngineError(f"GET /containers/{cid}/json: not a container")
+        return raw, inspect
 
     # -- life --------------------------------------------------------------------
     def start(self) -> None:
@@ -321,7 +335,7 @@ class Engine:
         if self.state == HEALTHY:
             return None
         previous, self.state = self.state, HEALTHY
-        self._changed()
+        self._changed(specs=True)
         log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
         self._publish_engine_event("engine_connect")
         return previous
@@ -331,7 +345,7 @@ class Engine:
         self.last_error = str(exc) or type(exc).__name__
         if self.state == HEALTHY and self.failures >= self.options.failure_retry:
             self.state = UNHEALTHY
-            self._changed()
+            self._changed(specs=True)
             log.warning(
                 "engine %s (%s) is unhealthy after %d failures: %s",
                 self.name,
@@ -377,7 +391,7 @@ class Engine:
             raise EngineError("not a Docker engine (bad /info or /version)")
         if info != self.info or version != self.version:
             self.info, self.version = info, version
-            self._changed()
+            self._changed(specs=True)
 
     async def _read(self, *, everything: bool) -> tuple[int, list[str]]:
         """One round: the lists (and with ``everything``, ``/info`` and ``/version``) read and applied.
@@ -393,21 +407,22 @@ class Engine:
         self.updated_at = time.time()
         return started, unknown
 
-    def _changed(self) -> None:
+    def _changed(self, *, specs: bool = False) -> None:
+        """The cache changed; ``specs``: what the node is changed too (its state, ``/info``, ``/version``)."""
         self.generation += 1
+        if specs:
+            self.specs_generation += 1
         if self._on_change is not None:
-            self._on_change()
+            self._on_change(specs)
 
     async def _get_changed(self, path: str) -> Any:
         """``path``'s JSON if its answer differs from the last one read, else None (nothing to apply)."""
-        async with self.request("GET", path) as response:
-            if response.status != 200:
-                raise EngineError(f"GET {path}: HTTP {response.status}")
-            raw = await response.read()
-        if self._raw.get(path) == raw:
+        raw = await self.get_raw(path)
+        digest = hashlib.blake2b(raw, digest_size=16).digest()  # a thousand lists of 30 kB are not kept
+        if self._raw.get(path) == digest:
             return None
         answer = json.loads(raw)
-        self._raw[path] = raw
+        self._raw[path] = digest
         return answer
 
     async def refresh_containers(self) -> None:
@@ -434,7 +449,7 @@ class Engine:
         changed = False
         for cid in [cid for cid in self.containers if cid not in found and cid not in fresh]:
             self.containers.pop(cid, None)
-            self.inspects.pop(cid, None)
+            self.inspects.discard(cid)
             changed = True
         unknown = []
         for cid, summary in found.items():
@@ -462,16 +477,16 @@ class Engine:
                 if self._touched.get(cid, 0) > started or cid not in self.containers:
                     return
                 try:
-                    inspect = await self.get_json(f"/containers/{cid}/json")
+                    found: tuple[bytes, dict[str, Any]] | None = await self._get_inspect(cid)
                 except EngineError:
-                    inspect = None  # removed meanwhile
+                    found = None  # removed meanwhile
             if self._touched.get(cid, 0) > started or cid not in self.containers:
                 return
-            if inspect is None:
+            if found is None:
                 self.containers.pop(cid, None)
-                self.inspects.pop(cid, None)
+                self.inspects.discard(cid)
             else:
-                self.inspects[cid] = inspect
+                self.inspects.store(cid, *found)
             self._changed()
 
         await asyncio.gather(*(one(cid) for cid in cids))
@@ -486,12 +501,14 @@ class Engine:
 
     async def _refresh_container(self, cid: str) -> None:
         path = f"/containers/json?all=1&filters={quote(json.dumps({'id': [cid]}))}"
+        raw = b""
+        inspect: dict[str, Any] | None = None
         try:
-            summaries, inspect = await asyncio.gather(self.get_json(path), self.get_json(f"/containers/{cid}/json"))
+            summaries, (raw, inspect) = await asyncio.gather(self.get_json(path), self._get_inspect(cid))
             # dockerd's list is a view updated a moment after the container itself (and after its
             # event): a line that still shows the state before the change is read again.
             for _ in range(_RELISTS):
-                if inspect is None or _agrees(summaries, inspect):
+                if _agrees(summaries, inspect):
                     break
                 summaries = await self.get_json(path)
         except EngineError:
@@ -502,18 +519,18 @@ class Engine:
         summary = next((s for s in summaries if s["Id"] == full_id), None)
         if inspect is None or summary is None:
             self.containers.pop(full_id, None)
-            self.inspects.pop(full_id, None)
+            self.inspects.discard(full_id)
         else:
             state = (inspect.get("State") or {}).get("Status")
             self.containers[full_id] = {**summary, "State": state} if state else summary
-            self.inspects[full_id] = inspect
+            self.inspects.store(full_id, raw, inspect)
         self._changed()
 
     def forget_container(self, cid: str) -> None:
         self._stamp += 1
         self._touched[cid] = self._stamp
         self.containers.pop(cid, None)
-        self.inspects.pop(cid, None)
+        self.inspects.discard(cid)
         self._changed()
 
     async def refresh_images(self) -> None:

@@ -46,6 +46,7 @@ class Node:
     #: Requests placed here but not yet in the engine's cache.
     pending: tuple[ContainerRequest, ...] = ()
     _has_image: dict[str, bool] = field(default_factory=dict, repr=False)
+    _labels: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, engine: Engine) -> Node:
@@ -80,6 +81,7 @@ class Node:
             container_count=self.container_count + len(pending),
             pending=self.pending + tuple(pending),
             _has_image=self._has_image,
+            _labels=self._labels,
         )
 
     @property
@@ -104,15 +106,18 @@ class Node:
         ref = ref.lstrip("/")
         if ref in self.container_names:
             return True
-        return len(ref) >= 12 and any(cid.startswith(ref) for cid in self.engine.containers)
+        return len(ref) >= 12 and bool(self.engine.container_ids_with_prefix(ref, limit=1))
 
     def container_labels(self, key: str) -> list[str]:
-        """The values of label ``key`` on the containers here (those that have it)."""
-        return [
-            str(labels[key])
-            for summary in self.engine.containers.values()
-            if key in (labels := summary.get("Labels") or {})
-        ]
+        """The values of label ``key`` on the containers here (those that have it), kept with the snapshot."""
+        known = self._labels.get(key)
+        if known is None:
+            known = self._labels[key] = [
+                str(labels[key])
+                for summary in self.engine.containers.values()
+                if key in (labels := summary.get("Labels") or {})
+            ]
+        return known
 
     @cached_property
     def used_ports(self) -> set[tuple[str, str, str]]:
@@ -162,12 +167,7 @@ class Node:
     @cached_property
     def local_volumes_in_use(self) -> frozenset[str]:
         """Volumes of the ``local`` driver that a container here mounts (stopped ones too): their data is here."""
-        return frozenset(
-            str(mount.get("Name"))
-            for inspect in self.engine.inspects.values()
-            for mount in inspect.get("Mounts") or []
-            if mount.get("Type") == "volume" and mount.get("Driver", "local") == "local"
-        )
+        return frozenset().union(*(facts.local_volumes for facts in self.engine.inspects.facts()))
 
     @cached_property
     def movable_networks(self) -> frozenset[str]:
