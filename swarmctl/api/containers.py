@@ -75,17 +75,19 @@ def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[st
     return found[:limit] if limit > 0 else found
 
 
-def _engine_lines(engine: Engine, show_all: bool) -> list[tuple[int, bytes]]:
-    """One engine's ``docker ps`` lines, serialised: kept until that engine changes (see ``Engine.memo``)."""
+def _engine_lines(engine: Engine) -> list[tuple[int, bool, bytes]]:
+    """One engine's ``docker ps -a`` lines, serialised, with when each was created and whether it runs.
 
-    def build() -> list[tuple[int, bytes]]:
+    Kept until that engine changes (see ``Engine.memo``); ``docker ps`` picks the running ones.
+    """
+
+    def build() -> list[tuple[int, bool, bytes]]:
         return [
-            (int(c.get("Created") or 0), json.dumps(with_node_names(engine, c)).encode())
+            (int(c.get("Created") or 0), c.get("State") == "running", json.dumps(with_node_names(engine, c)).encode())
             for c in engine.containers.values()
-            if show_all or c.get("State") == "running"
         ]
 
-    lines: list[tuple[int, bytes]] = engine.memo(f"ps:{show_all}", build)
+    lines: list[tuple[int, bool, bytes]] = engine.memo("ps", build)
     return lines
 
 
@@ -95,7 +97,12 @@ def listing_body(manager: Manager, show_all: bool) -> bytes:
     One container changing among 30,000 re-serialises its engine's few lines;
     the rest is a sort of numbers and a join of bytes.
     """
-    lines = [line for engine in manager.cluster.healthy() for line in _engine_lines(engine, show_all)]
+    lines = [
+        (created, body)
+        for engine in manager.cluster.healthy()
+        for created, running, body in _engine_lines(engine)
+        if show_all or running
+    ]
     lines.sort(key=lambda line: line[0], reverse=True)
     return b"[" + b", ".join(body for _, body in lines) + b"]"
 
