@@ -43,8 +43,14 @@ class Cluster:
     def session(self) -> aiohttp.ClientSession:
         """The HTTP client every engine shares (made on first use, inside the event loop)."""
         if self._session is None or self._session.closed:
+            # Idle connections are kept past the longest refresh interval, so that a thousand engines'
+            # periodic rounds reuse their connection instead of opening a new one each time.
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=32, ssl=self.options.ssl or False, enable_cleanup_closed=True
+                limit=0,
+                limit_per_host=32,
+                ssl=self.options.ssl or False,
+                enable_cleanup_closed=True,
+                keepalive_timeout=self.options.refresh_max + 15,
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         return self._session

@@ -53,6 +53,8 @@ log = logging.getLogger("swarmctl.cluster")
 
 PENDING, HEALTHY, UNHEALTHY = "Pending", "Healthy", "Unhealthy"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
+#: Inspections in flight on one engine (see ``Engine._inspect``).
+INSPECTORS = 2
 #: Container actions that change what ``ps``/``inspect`` show.
 _CONTAINER_CHANGES = {
     "create",
@@ -298,8 +300,10 @@ class Engine:
         backoff = 1.0
         events: asyncio.Task[None] | None = None
         while True:
+            # Taken before the round: an event stream that ends meanwhile asks for the next one.
+            everything, self._resync = self._resync, False
             try:
-                started, unknown = await self._read(everything=self._resync)
+                started, unknown = await self._read(everything=everything)
             except (TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError) as exc:
                 if events is not None:
                     events.cancel()
@@ -312,7 +316,6 @@ class Engine:
                 backoff = min(backoff * 2, self.options.refresh_max)
                 continue
             backoff = 1.0
-            self._resync = False
             previous = self._answered()
             if events is None or events.done():
                 events = asyncio.ensure_future(self._follow_events())
@@ -386,7 +389,8 @@ class Engine:
 
     async def refresh_specs(self) -> None:
         """Re-read ``/info`` and ``/version`` (at connection, and when the daemon reloads its settings)."""
-        info, version = await asyncio.gather(self.get_json("/info"), self.get_json("/version"))
+        info = await self.get_json("/info")
+        version = await self.get_json("/version")
         if not isinstance(info, dict) or not isinstance(version, dict):
             raise EngineError("not a Docker engine (bad /info or /version)")
         if info != self.info or version != self.version:
@@ -401,9 +405,12 @@ class Engine:
         if everything:
             self._raw.clear()  # an answer equal to the last one is applied again: nothing is taken on trust
             await self.refresh_specs()
-        (started, unknown), *_ = await asyncio.gather(
-            self._read_containers(), self.refresh_images(), self.refresh_networks(), self.refresh_volumes()
-        )
+        # One after the other, on one kept-alive connection: a thousand engines read in parallel
+        # already, and each extra connection per engine costs a connect and a socket.
+        started, unknown = await self._read_containers()
+        await self.refresh_images()
+        await self.refresh_networks()
+        await self.refresh_volumes()
         self.updated_at = time.time()
         return started, unknown
 
@@ -470,26 +477,34 @@ class Engine:
         return started, unknown
 
     async def _inspect(self, cids: list[str], started: int) -> None:
-        """Inspect ``cids`` (within the shared limit); one refreshed alone since ``started`` is left as it is."""
+        """Inspect ``cids``; one refreshed alone since ``started`` is left as it is.
 
-        async def one(cid: str) -> None:
-            async with self._inspections:
+        At most :data:`INSPECTORS` at a time on this engine (each on a kept-alive
+        connection) and within the limit shared by every engine, so that a
+        thousand engines' first inspections neither open thousands of
+        connections nor starve the manager's other work.
+        """
+        queue = iter(cids)
+
+        async def inspector() -> None:
+            for cid in queue:
+                async with self._inspections:
+                    if self._touched.get(cid, 0) > started or cid not in self.containers:
+                        continue
+                    try:
+                        found: tuple[bytes, dict[str, Any]] | None = await self._get_inspect(cid)
+                    except EngineError:
+                        found = None  # removed meanwhile
                 if self._touched.get(cid, 0) > started or cid not in self.containers:
-                    return
-                try:
-                    found: tuple[bytes, dict[str, Any]] | None = await self._get_inspect(cid)
-                except EngineError:
-                    found = None  # removed meanwhile
-            if self._touched.get(cid, 0) > started or cid not in self.containers:
-                return
-            if found is None:
-                self.containers.pop(cid, None)
-                self.inspects.discard(cid)
-            else:
-                self.inspects.store(cid, *found)
-            self._changed()
+                    continue
+                if found is None:
+                    self.containers.pop(cid, None)
+                    self.inspects.discard(cid)
+                else:
+                    self.inspects.store(cid, *found)
+                self._changed()
 
-        await asyncio.gather(*(one(cid) for cid in cids))
+        await asyncio.gather(*(inspector() for _ in range(min(INSPECTORS, len(cids)))))
 
     async def refresh_container(self, cid: str) -> None:
         """Re-read one container (after an event, a create, a rename...)."""

@@ -46,9 +46,23 @@ def _policies(labels: dict[str, str]) -> list[str]:
 
 
 def wants_rescheduling(inspect: dict[str, Any]) -> bool:
+    return _asks_for_it((inspect.get("Config") or {}).get("Labels") or {})
+
+
+def _asks_for_it(labels: dict[str, str]) -> bool:
     from ..scheduler.request import ON_NODE_FAILURE
 
-    return ON_NODE_FAILURE in _policies((inspect.get("Config") or {}).get("Labels") or {})
+    return ON_NODE_FAILURE in _policies(labels)
+
+
+def rescheduled(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
+    """The containers on ``engine`` that ask to be rescheduled, with their inspects.
+
+    Picked by the labels of their list lines (the same as their inspect's),
+    so that only their inspects are parsed, not every container's.
+    """
+    wanted = [cid for cid, line in list(engine.containers.items()) if _asks_for_it(line.get("Labels") or {})]
+    return [(cid, inspect) for cid in wanted if (inspect := engine.inspects.get(cid)) is not None]
 
 
 def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +146,7 @@ class Rescheduler:
         from ..scheduler import ContainerRequest, ExpressionError, Scheduler
         from ..scheduler.placement import placer_for
 
-        movers = [(cid, inspect) for cid, inspect in list(engine.inspects.items()) if wants_rescheduling(inspect)]
+        movers = rescheduled(engine)
         if not movers or self.manager is None:
             return
         log.info("node %s (%s) failed: rescheduling %d container(s)", engine.name, engine.addr, len(movers))
@@ -176,8 +190,7 @@ class Rescheduler:
 
         for other in self.cluster.healthy():
             if other is not failed and any(
-                ((inspect.get("Config") or {}).get("Labels") or {}).get(ID_LABEL) == swarm_id
-                for inspect in other.inspects.values()
+                (line.get("Labels") or {}).get(ID_LABEL) == swarm_id for line in other.containers.values()
             ):
                 return other
         return None
@@ -200,15 +213,15 @@ class Rescheduler:
 
         here = {
             str(inspect["Config"]["Labels"][ID_LABEL]): (cid, inspect)
-            for cid, inspect in list(engine.inspects.items())
-            if wants_rescheduling(inspect) and ID_LABEL in ((inspect.get("Config") or {}).get("Labels") or {})
+            for cid, inspect in rescheduled(engine)
+            if ID_LABEL in ((inspect.get("Config") or {}).get("Labels") or {})
         }
         if not here:
             return
         for other in self.cluster.healthy():
             if other is engine:
                 continue
-            for cid, inspect in list(other.inspects.items()):
+            for cid, inspect in rescheduled(other):
                 swarm_id = ((inspect.get("Config") or {}).get("Labels") or {}).get(ID_LABEL)
                 if swarm_id not in here:
                     continue
