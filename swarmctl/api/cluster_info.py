@@ -229,25 +229,41 @@ def _runtimes(infos: list[dict[str, Any]]) -> dict[str, Any]:
 def build_body(manager: Manager) -> bytes:
     """The cluster's ``/info`` without the fields that change by themselves (see :func:`info_body`).
 
-    Serialised with each node's ``SystemStatus`` rows kept serialised per node,
-    so that a thousand nodes' rows are not encoded again for every change.
+    What follows from the nodes alone (their ``/info``s, which are healthy) is
+    kept until the nodes change; the counts and each node's ``SystemStatus``
+    rows (kept serialised per node) are joined to it, so that a thousand
+    nodes' rows are not encoded again for every change.
     """
+    engines, healthy, nodes = manager.kept("info-nodes", manager.cluster.specs_version, lambda: _of_nodes(manager))
+    counts = [_states(e) for e in healthy]
+    total, running, paused = (sum(column) for column in zip(*counts, strict=True)) if counts else (0, 0, 0)
+    answer = {
+        **nodes,
+        "Containers": total,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": total - running - paused,
+        "Images": len(set().union(*(_image_ids(e) for e in healthy))),
+    }
+    return json.dumps(answer).encode().replace(json.dumps(_ROWS).encode(), _system_status(manager, engines), 1)
+
+
+def _of_nodes(manager: Manager) -> tuple[list[Engine], list[Engine], dict[str, Any]]:
+    """The engines in ``SystemStatus`` order, the healthy ones, and the fields their ``/info``s make."""
     engines = sorted(manager.cluster.engines.values(), key=lambda e: (e.name, e.addr))
     healthy = [e for e in engines if e.state == HEALTHY]
     infos = [e.info for e in healthy]
-    counts = [_states(e) for e in healthy]
-    total, running, paused = (sum(column) for column in zip(*counts, strict=True)) if counts else (0, 0, 0)
     first = infos[0] if infos else {}
     host_os, host_os_version = _host_os()
     resources = [r for info in infos for r in info.get("GenericResources") or []]
     answer: dict[str, Any] = {
         **first,  # fields of newer engines that nothing below computes
         "ID": manager.id,
-        "Containers": total,
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": total - running - paused,
-        "Images": len(set().union(*(_image_ids(e) for e in healthy))),
+        "Containers": 0,  # the counts: filled in by build_body
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": 0,
         "DriverStatus": None,
         "SystemStatus": _ROWS,
         "Plugins": _plugins(infos),
@@ -283,7 +299,7 @@ def build_body(manager: Manager) -> bytes:
     }
     for key in _DYNAMIC:
         answer.pop(key, None)
-    return json.dumps(answer).encode().replace(json.dumps(_ROWS).encode(), _system_status(manager, engines), 1)
+    return engines, healthy, answer
 
 
 def _image_ids(engine: Engine) -> frozenset[str]:

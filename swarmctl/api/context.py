@@ -38,7 +38,7 @@ class Manager:
     #: TLS used to reach the primary (the same client identity as towards the engines).
     peer_ssl: ssl.SSLContext | None = None
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).
-    answers: dict[str, tuple[tuple[int, int], bytes]] = field(default_factory=dict)
+    answers: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     #: ``(specs version, API version)``: worked out once per change of the nodes (every answer says it).
     _api: tuple[int, str] = (-1, "")
     #: Builds running through this manager, by the client's build ID (``/build/cancel`` finds them here).
@@ -69,13 +69,17 @@ class Manager:
 
     def cached(self, key: str, build: Any, *, stamp: int = 0) -> bytes:
         """``build()`` serialised, reused until the cluster changes (or ``stamp`` does: a time, say)."""
-        valid = (self.generation(), stamp)
+        body: bytes = self.kept(key, (self.generation(), stamp), build)
+        return body
+
+    def kept(self, key: str, valid: Any, build: Any) -> Any:
+        """``build()``, reused while ``valid`` stays equal (``cluster.specs_version``: until the nodes change)."""
         hit = self.answers.get(key)
         if hit is not None and hit[0] == valid:
             return hit[1]
-        body: bytes = build()
-        self.answers[key] = (valid, body)
-        return body
+        value = build()
+        self.answers[key] = (valid, value)
+        return value
 
 
 MANAGER: web.AppKey[Manager] = web.AppKey("manager", Manager)
