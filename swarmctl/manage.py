@@ -20,6 +20,7 @@ from .cluster.cluster import Cluster
 from .cluster.engine import EngineOptions
 from .discovery.base import Discovery
 from .errors import SwarmctlError
+from .heap import keep_collections_short
 from .listen import ListenAddress
 from .replication import Election, Role
 
@@ -102,7 +103,9 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
         follower.start()
         if election is not None:
             election.start()
+        collections = asyncio.ensure_future(keep_collections_short())
         await stopping.wait()
+        collections.cancel()
         log.info("stopping")
         stop_discovery.set()
     finally:
