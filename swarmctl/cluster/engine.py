@@ -37,6 +37,7 @@ import json
 import logging
 import random
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -469,7 +470,7 @@ class Engine:
                 continue
             if known is None or cid not in self.inspects or not _same_but_status(known, summary):
                 unknown.append(cid)
-            self.containers[cid] = summary
+            self.containers[cid] = _shared(summary)
             changed = True
         self._touched = {cid: stamp for cid, stamp in self._touched.items() if stamp > started}
         if changed:
@@ -537,7 +538,7 @@ class Engine:
             self.inspects.discard(full_id)
         else:
             state = (inspect.get("State") or {}).get("Status")
-            self.containers[full_id] = {**summary, "State": state} if state else summary
+            self.containers[full_id] = _shared({**summary, "State": state} if state else summary)
             self.inspects.store(full_id, raw, inspect)
         self._changed()
 
@@ -594,6 +595,10 @@ class Engine:
                 await self.refresh_images()
             elif kind == "network":
                 await self.refresh_networks()
+                # A container joining or leaving a network changes its own inspect too.
+                container = str(((event.get("Actor") or {}).get("Attributes") or {}).get("container") or "")
+                if action in ("connect", "disconnect") and container in self.containers:
+                    await self.refresh_container(container)
             elif kind == "volume":
                 await self.refresh_volumes()
             elif kind == "daemon" and action == "reload":
@@ -612,6 +617,22 @@ def _agrees(summaries: list[dict[str, Any]], inspect: dict[str, Any]) -> bool:
     """Whether the list line of the inspected container shows the same state as its inspect."""
     state = (inspect.get("State") or {}).get("Status")
     return any(s.get("Id") == inspect.get("Id") and s.get("State") == state for s in summaries)
+
+
+def _shared(value: Any) -> Any:
+    """``value`` (parsed JSON) with its keys and strings interned: one copy of each in the whole cache.
+
+    A list line of a container is 5.6 kB once parsed, 2.2 kB with its strings
+    shared: its keys, image, command, labels and network IDs repeat across
+    containers. Interned strings are freed when no longer used.
+    """
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {sys.intern(k): _shared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shared(v) for v in value]
+    return value
 
 
 def _same_but_status(known: dict[str, Any], listed: dict[str, Any]) -> bool:
