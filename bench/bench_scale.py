@@ -1,7 +1,7 @@
 """The manager at scale: 1,000 simulated engines x 30 containers, against Docker Swarm's figures and a ceiling.
 
 Run: .venv/bin/python -m bench.bench_scale [--engines 1000] [--containers 30] [--seconds 20] [--requests 100]
-                                           [--deadline 300] [--quick]
+                                           [--budget 120] [--deadline 300] [--quick] [--keep]
 
 Starts ``bench.enginesim`` (the engines, in a process of their own) and a
 ``swarmctl manage`` on a file discovery of them, each pinned to a core of its
@@ -16,8 +16,8 @@ the simulator has little to do once the manager has read it), then measures:
   anything, over ``--seconds`` right after that, and its RSS;
 - ``GET /info``, ``GET /containers/json?all=1`` and ``create + start`` (POST
   /containers/create of a small busybox container, then POST start, timed
-  together): ``--requests`` each, one after the other on ONE keep-alive
-  connection, p50 / p90 / p99;
+  together): ``--requests`` each (or as many as ``--budget`` seconds allow),
+  one after the other on ONE keep-alive connection, p50 / p90 / p99;
 - in the same run, the same requests against a trivial aiohttp server that
   answers fixed bodies of the sizes the manager answered (the ceiling of the
   Python stack: what the manager would cost if computing the answer were
@@ -170,6 +170,8 @@ class Timings:
     failures: int = 0
     last_error: str = ""
     body: bytes = b""
+    #: Stopped by the time budget before ``count`` requests.
+    cut: bool = False
 
     def percentiles(self) -> tuple[float, float, float] | None:
         if not self.ms:
@@ -180,9 +182,15 @@ class Timings:
         return cuts[49], cuts[89], cuts[98]
 
 
-def timed(what: str, count: int, one: Callable[[], bytes], warm_up: int = 2) -> Timings:
-    """``count`` calls of ``one`` in a row (after ``warm_up`` uncounted ones); a failed call is counted, not timed."""
+def timed(what: str, count: int, one: Callable[[], bytes], budget: float, warm_up: int = 2) -> Timings:
+    """``count`` calls of ``one`` in a row (after ``warm_up`` uncounted ones), or as many as ``budget`` seconds allow.
+
+    A failed call is counted, not timed. The budget keeps a manager that
+    takes seconds per answer from holding the benchmark for an hour; the
+    report says how many were made.
+    """
     result = Timings(what)
+    began_all = last_report = time.monotonic()
     for n in range(warm_up + count):
         began = time.perf_counter()
         try:
@@ -190,9 +198,16 @@ def timed(what: str, count: int, one: Callable[[], bytes], warm_up: int = 2) -> 
         except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
             result.failures += 1
             result.last_error = f"{type(exc).__name__}: {exc}"
-            continue
-        if n >= warm_up:
-            result.ms.append((time.perf_counter() - began) * 1000)
+        else:
+            if n >= warm_up:
+                result.ms.append((time.perf_counter() - began) * 1000)
+        now = time.monotonic()
+        if now - began_all > budget:
+            result.cut = True
+            break
+        if now - last_report >= 15:
+            last_report = now
+            print(f"  {what}: {len(result.ms)} of {count} after {now - began_all:.0f} s", flush=True)
     return result
 
 
@@ -202,7 +217,7 @@ def expect(status: int, body: bytes, wanted: int, what: str) -> bytes:
     return body
 
 
-def measure(addr: str, requests: int) -> list[Timings]:
+def measure(addr: str, requests: int, budget: float) -> list[Timings]:
     """``/info``, ``/containers/json?all=1`` and create + start, ``requests`` each, on one connection."""
     client = Client(addr)
     try:
@@ -220,9 +235,9 @@ def measure(addr: str, requests: int) -> list[Timings]:
             return created
 
         return [
-            timed("GET /info", requests, info),
-            timed("GET /containers/json?all=1", requests, listing),
-            timed("create + start", requests, create_start),
+            timed("GET /info", requests, info, budget),
+            timed("GET /containers/json?all=1", requests, listing, budget),
+            timed("create + start", requests, create_start, budget),
         ]
     finally:
         client.close()
@@ -350,6 +365,7 @@ def report(
     ceiling_rows: list[Timings],
     sim_busy: float | None,
     manager_busy: float | None,
+    healthy_after: int | None,
 ) -> None:
     total = args.engines * args.containers
     print()
@@ -386,8 +402,12 @@ def report(
             f"p99 <= {target:.0f} ms",
             ours is not None and ours[2] <= target,
         )
+        if timing.cut:
+            row("  (the time budget allowed)", f"{len(timing.ms)} of {args.requests}")
         if timing.failures:
             row("  failed", f"{timing.failures} of {timing.failures + len(timing.ms)}: {timing.last_error}")
+    if healthy_after is not None:
+        row("  Healthy after these requests", f"{healthy_after} of {args.engines}")
     row(
         "idle CPU, % of one core",
         f"{idle_cpu:.1f} %" if idle_cpu is not None else "-",
@@ -431,6 +451,7 @@ def run(args: argparse.Namespace) -> int:
     rss: float | None = None
     sim_busy: float | None = None
     manager_busy: float | None = None
+    healthy_after: int | None = None
     manager_rows: list[Timings] = []
     ceiling_rows: list[Timings] = []
     total = args.engines * args.containers
@@ -496,7 +517,11 @@ def run(args: argparse.Namespace) -> int:
         rss = rss_mib(pid)
 
         print(f"{args.requests} requests each on one connection...", flush=True)
-        manager_rows = measure(addr, args.requests)
+        manager_rows = measure(addr, args.requests, args.budget)
+        probe = Client(addr, timeout=60)
+        with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
+            healthy_after = node_states(json.loads(probe.request("GET", "/info")[1]))
+        probe.close()
         stop(manager, notes)
 
         bodies = work / "bodies"
@@ -515,7 +540,7 @@ def run(args: argparse.Namespace) -> int:
         ).start()
         wait_for(lambda: port_open("127.0.0.1", ceiling_port) or not ceiling.running, 30, "the ceiling server")
         print("the same against the ceiling...", flush=True)
-        ceiling_rows = measure(f"127.0.0.1:{ceiling_port}", args.requests)
+        ceiling_rows = measure(f"127.0.0.1:{ceiling_port}", args.requests, args.budget)
     finally:
         for process in (manager, ceiling, simulator):
             stop(process, notes)
@@ -523,7 +548,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report(args, progress, idle_cpu, rss, manager_rows, ceiling_rows, sim_busy, manager_busy)
+    report(args, progress, idle_cpu, rss, manager_rows, ceiling_rows, sim_busy, manager_busy, healthy_after)
     for note in notes:
         print(f"note: {note}")
     return 0 if progress.ready_at is not None else 1
@@ -535,6 +560,7 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=30, help="containers on each engine at the start")
     parser.add_argument("--seconds", type=float, default=20, help="the idle window for the manager's CPU")
     parser.add_argument("--requests", type=int, default=100, help="requests of each kind, one after the other")
+    parser.add_argument("--budget", type=float, default=120, help="at most this many seconds for each kind of request")
     parser.add_argument("--deadline", type=float, default=300, help="seconds to wait for Healthy and listed")
     parser.add_argument("--quick", action="store_true", help="50 engines x 10 containers, 5 s idle, 30 requests")
     parser.add_argument("--keep", action="store_true", help="keep the logs (work directory) afterwards")
@@ -545,6 +571,8 @@ def main() -> None:
         return
     if args.quick:
         args.engines, args.containers, args.seconds, args.requests = 50, 10, 5.0, 30
+    # SIGTERM (a CI timeout, ``timeout``) unwinds like Ctrl-C, so run()'s teardown stops both processes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(run(args))
     sys.exit(130)
