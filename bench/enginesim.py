@@ -1286,7 +1286,7 @@ class SimEngine:
         container.pid = self._next_pid()
         container.exit_code = 0
         container.started = time.time_ns()
-        container.ip = self._take_ip()
+        container.ip = self._take_ip() if container.network_mode in ("default", "bridge") else 0
         container.endpoint_id, container.sandbox_id = self._hex(), self._hex()
         self._changed(container)
         self._emit(container, "start")
@@ -1524,6 +1524,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.streaming = False
+        #: "100 Continue" was sent for the request whose body is awaited.
+        self.continued = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -1553,6 +1555,7 @@ class _Connection(asyncio.Protocol):
                 return
             length = 0
             close = version == "HTTP/1.0"
+            expects = False
             for line in lines[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
@@ -1565,6 +1568,8 @@ class _Connection(asyncio.Protocol):
                 elif name == b"connection":
                     token = value.strip().lower()
                     close = token == b"close" or (close and token != b"keep-alive")
+                elif name == b"expect":
+                    expects = value.strip().lower() == b"100-continue"
                 elif name == b"transfer-encoding" and value.strip().lower() != b"identity":
                     self._fail(501, b"Not Implemented")  # no client of the simulator sends a chunked request
                     return
@@ -1572,7 +1577,11 @@ class _Connection(asyncio.Protocol):
                 self._fail(413, b"Request Entity Too Large")
                 return
             if len(buffer) < end + 4 + length:
+                if expects and not self.continued:  # curl asks before sending a large body
+                    self.continued = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return
+            self.continued = False
             body = bytes(buffer[end + 4 : end + 4 + length])
             del buffer[: end + 4 + length]
             reply = self.engine.answer(method, target, body)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -412,6 +413,16 @@ def test_http_keep_alive_versions_and_unknown_pages(sim: enginesim.Simulator) ->
         assert response.getheader("Connection") == "close" and response.read() == b"OK"
     finally:
         connection.close()
+    # curl's way with a large body: the head alone, "100 Continue", then the body.
+    body = json.dumps({"Image": "busybox", "Env": ["X=" + "x" * 2000]}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            b"POST /containers/create HTTP/1.1\r\nHost: sim\r\nExpect: 100-continue\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert raw.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        raw.sendall(body)
+        assert raw.recv(4096).startswith(b"HTTP/1.1 201 Created\r\n")
     info = call(sim.addresses[1], "GET", "/info")[1]
     assert info["Name"] == "sim-0002" and info["Containers"] == 12
     assert call(sim.addresses[0], "GET", "/info")[1]["ID"] != info["ID"]
