@@ -14,15 +14,19 @@ The cost of keeping the cache follows changes, not size:
 - every ``refresh_min``..``refresh_max`` seconds (a random interval, so a
   thousand engines do not refresh in step) the engine is *reconciled*: its
   lists of containers, images, networks and volumes are read and compared
-  with what is known (an unchanged answer costs a byte comparison), which
-  also tells whether it still answers;
+  with what is known (an unchanged answer costs a digest and a comparison),
+  which also tells whether it still answers;
 - ``/info`` and ``/version`` are read when the engine connects, when its
   event stream had to be re-opened (events may have been missed: everything
   is re-read) and when the daemon reloads its configuration.
 
-The inspections of a thousand engines share one limit (``inspections``), so
-that a manager starting in front of 30,000 containers lists them all at once
-(from the cheap lists) and fills in their details without flooding itself.
+A node is Healthy, and its containers listed, as soon as its lists are read;
+their details (inspects: reservations, ports, volumes) are filled in right
+after, and only then is the rescheduler told of the node. The inspections of
+a thousand engines share one limit (``inspections``), at most
+:data:`INSPECTORS` per engine on its kept-alive connection, so that a manager
+starting in front of 30,000 containers lists them all at once and fills in
+their details without flooding itself.
 Engines that do not answer are retried with exponential back-off, so dead
 nodes cost little.
 """
