@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json
 import operator
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -93,26 +95,54 @@ def _engine_lines(engine: Engine) -> list[tuple[int, bool, bytes]]:
 
 
 _created = operator.itemgetter(0)
-#: A whole listing larger than this is joined for each request, not kept: at 30,000 containers it is
-#: 33 MB, it changes with nearly every reconciliation, and a join of the engines' kept lines costs
-#: a few milliseconds.
+#: A whole listing larger than this is written out in pieces rather than joined and kept: at 30,000
+#: containers it is 33 MB, it changes with nearly every reconciliation, and joining it means
+#: allocating (and faulting in) 33 MB twice per request.
 KEEP_BELOW = 1 << 20
+#: Lines per write of a listing written in pieces.
+PIECE = 1000
 
 
-def listing_body(manager: Manager, show_all: bool) -> bytes:
-    """The unfiltered listing, newest first, joined from each engine's pre-serialised lines.
+@dataclass(frozen=True)
+class Listing:
+    """The unfiltered listing: its pre-serialised lines, newest first, and the size of the JSON array."""
 
-    One container changing among 30,000 re-serialises its engine's few lines;
-    the rest is a sort of numbers and a join of bytes.
-    """
-    # The engines' own tuples, not new ones: 30,000 objects made per listing would wake the
-    # garbage collector, and a full collection over the cache stalls every request.
-    lines = [line for engine in manager.cluster.healthy() for line in _engine_lines(engine) if show_all or line[1]]
-    lines.sort(key=_created, reverse=True)
-    return b"[" + b", ".join([line[2] for line in lines]) + b"]"
+    lines: list[bytes]
+    size: int
+
+    @classmethod
+    def of(cls, manager: Manager, show_all: bool) -> Listing:
+        """Joined from each engine's kept lines: one container changing among 30,000 re-serialises
+        its engine's few lines; the rest is a sort of numbers."""
+        # The engines' own tuples, not new ones: 30,000 objects made per listing would wake the
+        # garbage collector, and a full collection over the cache stalls every request.
+        found = [line for engine in manager.cluster.healthy() for line in _engine_lines(engine) if show_all or line[1]]
+        found.sort(key=_created, reverse=True)
+        return cls.of_lines([line[2] for line in found])
+
+    @classmethod
+    def of_lines(cls, lines: list[bytes]) -> Listing:
+        """``lines`` as the JSON array ``[a, b, ...]`` (brackets and ", " separators counted in its size)."""
+        return cls(lines, 2 + sum(map(len, lines)) + 2 * max(len(lines) - 1, 0))
+
+    def body(self) -> bytes:
+        return b"[" + b", ".join(self.lines) + b"]"
+
+    async def write(self, request: web.Request) -> web.StreamResponse:
+        """The listing written in pieces of :data:`PIECE` lines (nothing of its size is allocated)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = self.size
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the client hung up: nothing more to say
+            await response.write(b"[")
+            for start in range(0, len(self.lines), PIECE):
+                await response.write((b", " if start else b"") + b", ".join(self.lines[start : start + PIECE]))
+            await response.write(b"]")
+            await response.write_eof()
+        return response
 
 
-async def containers_json(request: web.Request) -> web.Response:
+async def containers_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     query = request.query
     show_all = query_flag(request, "all")
@@ -121,10 +151,12 @@ async def containers_json(request: web.Request) -> web.Response:
     if query_flag(request, "size"):
         return await _with_sizes(request, list_containers(manager, show_all, filters, limit))
     if not filters and limit <= 0:
-        key = f"ps:{show_all}"
-        body = manager.cached(key, lambda: listing_body(manager, show_all))
-        if len(body) > KEEP_BELOW:
-            manager.answers.pop(key, None)
+        listing: Listing = manager.kept(
+            f"ps-lines:{show_all}", manager.generation(), lambda: Listing.of(manager, show_all)
+        )
+        if listing.size > KEEP_BELOW:
+            return await listing.write(request)
+        body = manager.cached(f"ps:{show_all}", listing.body)
     else:
         body = json.dumps(list_containers(manager, show_all, filters, limit)).encode()
     return web.Response(body=body, content_type="application/json")
