@@ -6,7 +6,8 @@ Each ``PATH`` is one route answering the bytes of ``FILE`` as JSON, with
 nothing else (no middleware, no headers of our own): what aiohttp itself
 costs per request on this machine, in a process of its own like the
 manager's, with the same server settings (access log off, handler
-cancellation on) and the same event loop. bench_manage gives it bodies of
+cancellation on) and the same event loop (``swarmctl.manage.event_loop_factory``:
+uvloop when it is installed, as for a manager serving plain HTTP). bench_manage gives it bodies of
 the sizes the manager answered, so the manager's req/s over this one is the
 share of the stack's speed the manager's own work leaves.
 """
@@ -17,7 +18,11 @@ import asyncio
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from aiohttp import web
+
+from swarmctl.manage import event_loop_factory
 
 
 def make_app(bodies: dict[str, bytes]) -> web.Application:
@@ -44,7 +49,8 @@ async def serve(port: int, bodies: dict[str, bytes]) -> None:
 def main() -> None:
     port = int(sys.argv[1])
     bodies = {path: Path(file).read_bytes() for path, _, file in (arg.partition("=") for arg in sys.argv[2:])}
-    asyncio.run(serve(port, bodies))
+    with asyncio.Runner(loop_factory=event_loop_factory(serves_tls=False)) as runner:
+        runner.run(serve(port, bodies))
 
 
 if __name__ == "__main__":
