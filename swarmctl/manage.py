@@ -65,9 +65,10 @@ def event_loop_factory(*, serves_tls: bool) -> Callable[[], asyncio.AbstractEven
 
     uvloop does the socket work of every request in C, which is most of what
     a cached answer costs once the manager's own work is a lookup. Under TLS
-    the manager stays on asyncio: a hijacked connection (``docker run -i``)
-    is let half-close by adjusting asyncio's TLS protocol (see
-    ``proxy._keep_tls_half_open``), which uvloop's TLS does not expose.
+    the manager stays on asyncio: hijacked connections (attach, exec) are
+    taken over from aiohttp and let half-close through asyncio's own TLS
+    protocol (see ``proxy._keep_tls_half_open``); on uvloop's TLS, ``docker
+    run`` loses its output (tests/test_manage_tls.py fails).
     """
     if serves_tls:
         return None
