@@ -2,18 +2,21 @@
 
 What every answer carries (our ``Server`` and ``Api-Version``, the engine's
 ``Docker-Experimental`` and ``Ostype`` when it sent them), errors as Docker
-writes them, and a replica relaying to the primary (a stand-in aiohttp app
-here; tests/test_replication.py runs real replicas in front of real nodes).
+writes them, a replica relaying to the primary (a stand-in aiohttp app
+here; tests/test_replication.py runs real replicas in front of real nodes),
+and the event loop the server runs on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -22,6 +25,7 @@ from swarmctl.api.app import make_app
 from swarmctl.api.context import Manager
 from swarmctl.cluster.cluster import Cluster
 from swarmctl.cluster.engine import EngineOptions
+from swarmctl.manage import event_loop_factory
 from swarmctl.replication import Role
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -201,3 +205,21 @@ def test_a_replica_relays_everything_to_the_primary() -> None:
     assert answers[4][2] == b"OK"
     for _, headers, _ in answers:
         assert headers["Server"] == f"swarmctl/{__version__}" and headers["Api-Version"] == "1.41"
+
+
+def test_the_server_runs_on_uvloop_when_installed() -> None:
+    pytest.importorskip("uvloop")  # the swarm extra has it wherever uvloop runs (not on Windows or PyPy)
+    factory = event_loop_factory(serves_tls=False)
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+        assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+    finally:
+        loop.close()
+
+
+def test_the_server_runs_on_asyncio_under_tls_or_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert event_loop_factory(serves_tls=True) is None  # hijacked TLS connections need asyncio's own TLS
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert event_loop_factory(serves_tls=False) is None
