@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,10 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, make_mocked_request
 
 from swarmctl import __version__
-from swarmctl.api.app import make_app
+from swarmctl.api.app import ROUTES, make_app
 from swarmctl.api.context import Manager
 from swarmctl.cluster.cluster import Cluster
 from swarmctl.cluster.engine import EngineOptions
@@ -223,3 +224,22 @@ def test_the_server_runs_on_asyncio_under_tls_or_without_uvloop(monkeypatch: pyt
     assert event_loop_factory(serves_tls=True) is None  # hijacked TLS connections need asyncio's own TLS
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
     assert event_loop_factory(serves_tls=False) is None
+
+
+def test_every_route_is_the_same_under_a_version() -> None:
+    """The versioned routes are tried in another order (the reads first): each path still reaches its handler."""
+    app = make_app(manager())
+
+    async def handler_for(method: str, path: str) -> Any:
+        return (await app.router.resolve(make_mocked_request(method, path, app=app))).handler
+
+    async def scenario() -> list[tuple[str, str]]:
+        differ = []
+        for method, path, _ in ROUTES:
+            sample = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: "start" if m[1] == "action" else "x1", path)
+            for asked in ["GET", "POST", "DELETE", "HEAD", "PUT"] if method == "*" else [method]:
+                if await handler_for(asked, "/v1.41" + sample) is not await handler_for(asked, sample):
+                    differ.append((asked, sample))
+        return differ
+
+    assert asyncio.run(scenario()) == []

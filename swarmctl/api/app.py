@@ -11,7 +11,9 @@ is kept as short as aiohttp allows:
   and a catch-all route sends unknown paths through the same wrapper;
 - the headers every answer carries are set by one ``on_response_prepare``
   callback (streamed and relayed answers need them too) from values made
-  once (``Server``) or once per change of the nodes (``Api-Version``).
+  once (``Server``) or once per change of the nodes (``Api-Version``);
+- under ``/vX.Y``, where aiohttp tries routes one by one, the listings and
+  ``/info`` are tried first (``_VERSIONED_FIRST``).
 
 aiohttp's router answers by itself, with its plain-text 404, only what no
 route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
@@ -242,14 +244,27 @@ def _headers_for(manager: Manager) -> Callable[[web.Request, web.StreamResponse]
     return headers
 
 
+#: The versioned routes aiohttp tries first, most read first. The docker CLI and the SDK always ask
+#: under ``/vX.Y``, and aiohttp tries those routes one after the other (their first segment is not
+#: fixed, so its index of paths cannot narrow them down), so a listing or ``/info`` should not wait
+#: behind ``/_ping`` and ``/events``. Fixed paths only: none can take a request meant for another route.
+_VERSIONED_FIRST = ("/containers/json", "/info", "/version", "/_ping", "/images/json", "/networks", "/volumes")
+
+
+def _versioned_order(route: tuple[str, str, Handler]) -> int:
+    path = route[1]
+    return _VERSIONED_FIRST.index(path) if path in _VERSIONED_FIRST else len(_VERSIONED_FIRST)
+
+
 def make_app(manager: Manager) -> web.Application:
     """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares (see above)."""
     app = web.Application(client_max_size=1 << 30)
     app[MANAGER] = manager
+    served = {handler: _served(manager, handler) for _, _, handler in ROUTES}
     for method, path, handler in ROUTES:
-        served = _served(manager, handler)
-        app.router.add_route(method, path, served)
-        app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served)
+        app.router.add_route(method, path, served[handler])
+    for method, path, handler in sorted(ROUTES, key=_versioned_order):  # stable: ROUTES' order after the first
+        app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served[handler])
     app.router.add_route("*", "/{path:.*}", _served(manager, _page_not_found))
     app.on_response_prepare.append(_headers_for(manager))
     return app
