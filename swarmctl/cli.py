@@ -314,13 +314,11 @@ def manage(
     tlskey: Annotated[str, typer.Option(metavar="FILE", show_default=False, help="Our key [~/.docker/key.pem].")] = "",
 ) -> None:
     """Serve the Docker Engine API for the whole cluster: docker -H tcp://IP:PORT info/run/ps/logs work."""
-    import asyncio
-
     from .cluster.engine import EngineOptions
     from .discovery import new_discovery, parse_options
     from .durations import parse_duration
     from .listen import parse_listen
-    from .manage import ManagerSettings, run_manager
+    from .manage import ManagerSettings, serve
     from .tls import client_context, server_context, tls_files
 
     listens = [parse_listen(h) for h in host]
@@ -350,7 +348,7 @@ def manage(
         replication=_replication(source, replication, advertise, replication_ttl),
     )
     try:
-        asyncio.run(run_manager(settings, source))
+        serve(settings, source)
     finally:
         source.close()
 

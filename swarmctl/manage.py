@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -57,6 +58,31 @@ def _set_role(manager: Manager, role: Role) -> None:
         log.info("this manager is now the primary")
     elif not role.primary and role.leader and role.leader != was.leader:
         log.info("this manager is a replica of %s", role.leader)
+
+
+def event_loop_factory(*, serves_tls: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed and no ``-H`` serves TLS, else None (asyncio's own).
+
+    uvloop does the socket work of every request in C, which is most of what
+    a cached answer costs once the manager's own work is a lookup. Under TLS
+    the manager stays on asyncio: hijacked connections (attach, exec) are
+    taken over from aiohttp and let half-close through asyncio's own TLS
+    protocol (see ``proxy._keep_tls_half_open``); on uvloop's TLS, ``docker
+    run`` loses its output (tests/test_manage_tls.py fails).
+    """
+    if serves_tls:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def serve(settings: ManagerSettings, discovery: Discovery) -> None:
+    """Run the manager until SIGINT/SIGTERM, on the event loop :func:`event_loop_factory` picks."""
+    with asyncio.Runner(loop_factory=event_loop_factory(serves_tls=settings.server_ssl is not None)) as runner:
+        runner.run(run_manager(settings, discovery))
 
 
 async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:

@@ -1,4 +1,24 @@
-"""The aiohttp application: routes (with and without ``/vX.Y``), common headers, errors as JSON."""
+"""The aiohttp application: routes (with and without ``/vX.Y``), common headers, errors as JSON.
+
+A cached answer (``/info``, ``docker ps``) is a dictionary lookup and a
+write, so most of what it costs is what runs around the handler; that part
+is kept as short as aiohttp allows:
+
+- no aiohttp middlewares: with any, aiohttp finds a chain for the handler
+  and runs every request through frames of its own and of each middleware.
+  Each route's handler is wrapped once instead, when the app is made
+  (:func:`_served`: errors as JSON, a replica's requests to the primary),
+  and a catch-all route sends unknown paths through the same wrapper;
+- the headers every answer carries are set by one ``on_response_prepare``
+  callback (streamed and relayed answers need them too) from values made
+  once (``Server``) or once per change of the nodes (``Api-Version``);
+- under ``/vX.Y``, where aiohttp tries routes one by one, the listings and
+  ``/info`` are tried first (``_VERSIONED_FIRST``).
+
+aiohttp's router answers by itself, with its plain-text 404, only what no
+route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
+(no Docker client sends them; dockerd answers them 200 and 301).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +26,8 @@ import re
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from .. import __version__
 from ..replication import PrimaryPeer
@@ -25,7 +46,7 @@ from . import (
     system,
     volumes,
 )
-from .context import MANAGER, Manager, manager_of
+from .context import MANAGER, Manager
 from .proxy import error, forward, hijack, upgrade_protocol
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
@@ -126,36 +147,61 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-@web.middleware
-async def docker_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths, wrong methods and unexpected failures answered as the engine would: JSON ``message``."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        return error(404, "page not found")
-    except web.HTTPMethodNotAllowed:
-        return error(404, "page not found")  # dockerd's router answers a known path's other methods so
-    except web.HTTPException:
-        raise
-    except Exception as exc:  # a bug: say so in Docker's format rather than dropping the connection
-        return error(500, f"swarmctl: {type(exc).__name__}: {exc}")
+#: Replicas ask the primary for ``/info`` and add their own role (see :func:`_replica_info`).
+_INFO_PATH = re.compile(r"(/v[0-9.]+)?/info")
 
 
-@web.middleware
-async def replica_forwards(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """On a replica, every request goes to the primary, streams and hijacked connections included."""
-    manager = manager_of(request)
-    if not manager.replicated or manager.role.primary or request.path.endswith("/_ping"):
-        return await handler(request)
+def _served(manager: Manager, handler: Handler) -> Handler:
+    """``handler`` as the engine would answer: a replica's requests relayed to the primary, errors as JSON.
+
+    This is what aiohttp middlewares would do, done without them: with any
+    middleware at all, aiohttp looks up a chain for the handler and wraps
+    every request in frames of its own and of each middleware, which is a
+    good part of what a cached answer costs (``/info``, ``ps``: a lookup and
+    a write). Wrapping each route's handler once, when the app is made, costs
+    one frame per request and a test of two attributes on a primary.
+
+    - Unknown paths and a known path's other methods: ``404 page not found``
+      (as dockerd's router answers them; the catch-all route sends unknown
+      paths here too).
+    - Any other HTTP exception goes out as aiohttp writes it.
+    - Anything unexpected (a bug) is a 500 in Docker's format rather than a
+      dropped connection.
+    - On a replica, every request but ``/_ping`` goes to the primary,
+      streams and hijacked connections included.
+    """
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        try:
+            if manager.replicated and not manager.role.primary and not request.path.endswith("/_ping"):
+                return await _to_primary(manager, request)
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            return error(404, "page not found")
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            return error(500, f"swarmctl: {type(exc).__name__}: {exc}")
+
+    return serve
+
+
+async def _to_primary(manager: Manager, request: web.Request) -> web.StreamResponse:
+    """A replica's request, relayed to the primary (a 503 while none is elected)."""
     leader = manager.role.leader
     if not leader or leader == manager.advertise:
         return error(503, "no primary manager is elected yet; try again in a moment")
     peer = PrimaryPeer(leader, manager.cluster.session, manager.peer_ssl)
-    if re.fullmatch(r"(/v[0-9.]+)?/info", request.path):
+    if _INFO_PATH.fullmatch(request.path):
         return await _replica_info(manager, peer, request)
     if upgrade_protocol(request) is not None:
         return await hijack(request, peer)
     return await forward(request, peer, stream_body=True)  # a build context or image tar is not held in memory
+
+
+async def _page_not_found(request: web.Request) -> web.Response:
+    """Every path no route takes (the last route: it matches any path and method)."""
+    return error(404, "page not found")
 
 
 async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Request) -> web.StreamResponse:
@@ -170,18 +216,55 @@ async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Reques
     return web.json_response(info)
 
 
-async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Api-Version"] = manager_of(request).api_version()
-    response.headers["Server"] = f"swarmctl/{__version__}"
-    response.headers.setdefault("Docker-Experimental", "false")
-    response.headers.setdefault("Ostype", "linux")
+#: What every answer says about its server (the same for the whole process).
+SERVER = f"swarmctl/{__version__}"
+_API_VERSION = istr("Api-Version")
+_EXPERIMENTAL = istr("Docker-Experimental")
+_OSTYPE = istr("Ostype")
+
+
+def _headers_for(manager: Manager) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """The ``on_response_prepare`` callback: every answer (ours, relayed, streamed, an error) says who serves it.
+
+    ``Api-Version`` and ``Server`` are ours even on an answer relayed from an
+    engine; ``Docker-Experimental`` and ``Ostype`` are the engine's when it
+    sent them. The API version is worked out once per cluster change
+    (:meth:`Manager.api_version`), the rest once.
+    """
+
+    async def headers(request: web.Request, response: web.StreamResponse) -> None:
+        sent = response.headers
+        sent[_API_VERSION] = manager.api_version()
+        sent[hdrs.SERVER] = SERVER
+        if _EXPERIMENTAL not in sent:
+            sent[_EXPERIMENTAL] = "false"
+        if _OSTYPE not in sent:
+            sent[_OSTYPE] = "linux"
+
+    return headers
+
+
+#: The versioned routes aiohttp tries first, most read first. The docker CLI and the SDK always ask
+#: under ``/vX.Y``, and aiohttp tries those routes one after the other (their first segment is not
+#: fixed, so its index of paths cannot narrow them down), so a listing or ``/info`` should not wait
+#: behind ``/_ping`` and ``/events``. Fixed paths only: none can take a request meant for another route.
+_VERSIONED_FIRST = ("/containers/json", "/info", "/version", "/_ping", "/images/json", "/networks", "/volumes")
+
+
+def _versioned_order(route: tuple[str, str, Handler]) -> int:
+    path = route[1]
+    return _VERSIONED_FIRST.index(path) if path in _VERSIONED_FIRST else len(_VERSIONED_FIRST)
 
 
 def make_app(manager: Manager) -> web.Application:
-    app = web.Application(middlewares=[docker_errors, replica_forwards], client_max_size=1 << 30)
+    """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares (see above)."""
+    app = web.Application(client_max_size=1 << 30)
     app[MANAGER] = manager
+    served = {handler: _served(manager, handler) for _, _, handler in ROUTES}
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-        app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, handler)
-    app.on_response_prepare.append(_headers)
+        app.router.add_route(method, path, served[handler])
+    for method, path, handler in sorted(ROUTES, key=_versioned_order):  # stable: ROUTES' order after the first
+        app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served[handler])
+    app.router.add_route("*", "/{path:.*}", _served(manager, _page_not_found))
+    app.on_response_prepare.append(_headers_for(manager))
     return app

@@ -43,6 +43,8 @@ class Manager:
     _api: tuple[int, str] = (-1, "")
     #: Builds running through this manager, by the client's build ID (``/build/cancel`` finds them here).
     builds: dict[str, RunningBuild] = field(default_factory=dict)
+    #: ``((strategy, filters), scheduler)``: made once, not per create (see ``scheduler``).
+    _scheduler: tuple[tuple[str, tuple[str, ...]], Scheduler] | None = None
 
     def api_version(self) -> str:
         """The newest API version every healthy node speaks; the docker CLI negotiates down to it.
@@ -60,17 +62,29 @@ class Manager:
         return found
 
     def scheduler(self) -> Scheduler:
-        """The manager's strategy and filters, as a scheduler."""
-        return Scheduler(self.strategy, self.filters)
+        """The manager's strategy and filters, as a scheduler (made again only if they are changed)."""
+        wanted = (self.strategy, tuple(self.filters))
+        if self._scheduler is None or self._scheduler[0] != wanted:
+            self._scheduler = (wanted, Scheduler(self.strategy, self.filters))
+        return self._scheduler[1]
 
     def generation(self) -> int:
         """Changes whenever any engine's cache or state changes, or an engine comes or goes."""
         return self.cluster.version
 
     def cached(self, key: str, build: Any, *, stamp: int = 0) -> bytes:
-        """``build()`` serialised, reused until the cluster changes (or ``stamp`` does: a time, say)."""
-        body: bytes = self.kept(key, (self.generation(), stamp), build)
-        return body
+        """``build()`` serialised, reused until the cluster changes (or ``stamp`` does: a time, say).
+
+        On the path of every cached answer (``/info`` calls it twice), so a hit
+        reads the generation directly and calls nothing.
+        """
+        valid = (self.cluster.version, stamp)
+        hit = self.answers.get(key)
+        if hit is not None and hit[0] == valid:
+            body: bytes = hit[1]
+            return body
+        built: bytes = self.kept(key, valid, build)
+        return built
 
     def kept(self, key: str, valid: Any, build: Any) -> Any:
         """``build()``, reused while ``valid`` stays equal (``cluster.specs_version``: until the nodes change)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import platform
 import time
@@ -23,9 +24,13 @@ async def ping(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    manager = manager_of(request)
-    api = manager.api_version()
-    kernel = platform.release()
+    body = _version_body(manager_of(request).api_version())
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+@functools.lru_cache(maxsize=16)
+def _version_body(api: str) -> bytes:
+    """``/version``'s JSON for the cluster's API version: the rest is the process's, so it is encoded once."""
     body = {
         "Platform": {"Name": "Docker Swarm (swarmctl)"},
         "Components": [
@@ -42,10 +47,10 @@ async def version(request: web.Request) -> web.Response:
         "GoVersion": f"python{platform.python_version()}",
         "Os": "linux",
         "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
-        "KernelVersion": kernel,
+        "KernelVersion": platform.release(),
         "BuildTime": "",
     }
-    return web.json_response(body)
+    return json.dumps(body).encode()
 
 
 async def info(request: web.Request) -> web.Response:

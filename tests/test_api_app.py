@@ -1,0 +1,245 @@
+"""The request path around the handlers (swarmctl/api/app.py), on a manager with no engines: no dockerd needed.
+
+What every answer carries (our ``Server`` and ``Api-Version``, the engine's
+``Docker-Experimental`` and ``Ostype`` when it sent them), errors as Docker
+writes them, a replica relaying to the primary (a stand-in aiohttp app
+here; tests/test_replication.py runs real replicas in front of real nodes),
+and the event loop the server runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer, make_mocked_request
+
+from swarmctl import __version__
+from swarmctl.api.app import ROUTES, make_app
+from swarmctl.api.context import Manager
+from swarmctl.cluster.cluster import Cluster
+from swarmctl.cluster.engine import EngineOptions
+from swarmctl.manage import event_loop_factory
+from swarmctl.replication import Role
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def ask(manager: Manager, requests: list[tuple[str, str]]) -> list[Answer]:
+    """Each ``(method, path)`` sent to a server running ``make_app(manager)``: status, headers, body."""
+
+    async def scenario() -> list[Answer]:
+        server = TestServer(make_app(manager), host="127.0.0.1")
+        await server.start_server()
+        answers = []
+        try:
+            async with aiohttp.ClientSession() as session:
+                for method, path in requests:
+                    async with session.request(method, server.make_url(path), allow_redirects=False) as response:
+                        answers.append((response.status, dict(response.headers), await response.read()))
+        finally:
+            await server.close()
+            await manager.cluster.close()
+        return answers
+
+    return asyncio.run(scenario())
+
+
+def with_primary(
+    primary: web.Application, requests: list[tuple[str, str]], *, replica_of: Callable[[str], Manager]
+) -> list[Answer]:
+    """``requests`` sent to a replica (``replica_of(primary's address)``) while ``primary`` serves."""
+
+    async def scenario() -> list[Answer]:
+        server = TestServer(primary, host="127.0.0.1")
+        await server.start_server()
+        try:
+            return await asyncio.to_thread(ask, replica_of(f"127.0.0.1:{server.port}"), requests)
+        finally:
+            await server.close()
+
+    return asyncio.run(scenario())
+
+
+def manager() -> Manager:
+    return Manager(Cluster(EngineOptions()))
+
+
+def replica(leader: str | None) -> Manager:
+    made = manager()
+    made.replicated, made.advertise, made.role = True, "127.0.0.1:1", Role(False, leader)
+    return made
+
+
+def assert_ours(headers: dict[str, str], experimental: str = "false", ostype: str = "linux") -> None:
+    assert headers["Server"] == f"swarmctl/{__version__}"
+    assert headers["Api-Version"] == "1.41"  # no healthy node: the default
+    assert headers["Docker-Experimental"] == experimental
+    assert headers["Ostype"] == ostype
+
+
+def message(answer: Answer) -> Any:
+    _, headers, body = answer
+    assert headers["Content-Type"] == "application/json"  # exactly: the docker CLI decodes errors only then
+    return json.loads(body)["message"]
+
+
+def test_every_answer_says_who_serves_it() -> None:
+    requests = [
+        ("GET", "/_ping"),
+        ("HEAD", "/_ping"),
+        ("GET", "/v1.41/version"),
+        ("GET", "/info"),
+        ("GET", "/v1.24/containers/json?all=1"),
+        ("GET", "/nope"),
+        ("GET", "/containers/json?limit=x"),
+    ]
+    answers = ask(manager(), requests)
+    for _, headers, _ in answers:
+        assert_ours(headers)
+    assert [status for status, _, _ in answers] == [200, 200, 200, 200, 200, 404, 500]
+    assert answers[0][2] == b"OK" and answers[0][1]["Cache-Control"] == "no-cache"
+    assert json.loads(answers[2][2])["ApiVersion"] == "1.41"
+    assert json.loads(answers[3][2])["SystemStatus"][0] == ["Role", "primary"]
+    assert json.loads(answers[4][2]) == []
+
+
+def test_errors_are_written_as_the_engine_writes_them() -> None:
+    answers = ask(
+        manager(),
+        [
+            ("GET", "/nope"),
+            ("GET", "/v1.41/containers/x/nope/more"),
+            ("POST", "/info"),  # a known path, another method: dockerd's router says the same
+            ("DELETE", "/"),
+            ("GET", "/containers/json?limit=x"),  # a bug (int("x")): said, not a dropped connection
+            ("GET", "/containers/json?filters=bad"),  # the handler's own HTTP error goes as it is
+            ("GET", "/containers/nope/json"),
+        ],
+    )
+    assert [status for status, _, _ in answers] == [404, 404, 404, 404, 500, 400, 404]
+    assert [message(a) for a in answers[:4]] == ["page not found"] * 4
+    assert message(answers[4]).startswith("swarmctl: ValueError: invalid literal for int()")
+    assert json.loads(answers[5][2]) == {"message": "invalid filters: bad"}
+    assert message(answers[6]) == "No such container: nope"
+    (status, headers, body), *_ = ask(manager(), [("HEAD", "/v1.41/info")])
+    assert (status, headers["Content-Type"], body) == (404, "application/json", b"")
+
+
+def test_a_replica_without_a_primary_says_so_but_answers_ping() -> None:
+    answers = ask(replica(None), [("GET", "/containers/json"), ("GET", "/v1.41/_ping"), ("POST", "/nope")])
+    assert [status for status, _, _ in answers] == [503, 200, 503]
+    assert message(answers[0]) == "no primary manager is elected yet; try again in a moment"
+    assert answers[1][2] == b"OK"
+    for _, headers, _ in answers:
+        assert_ours(headers)
+
+
+def test_a_replica_relays_everything_to_the_primary() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    def recorded(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        async def record(request: web.Request) -> web.StreamResponse:
+            seen.append((request.method, request.raw_path, await request.read()))
+            return await handler(request)
+
+        return record
+
+    async def listing(request: web.Request) -> web.Response:
+        # An engine's headers: its Server and API version are replaced, what it says of itself is kept.
+        headers = {"Server": "Docker/20.10", "Api-Version": "1.40", "Docker-Experimental": "true", "Ostype": "windows"}
+        return web.json_response([{"Id": "abc"}], headers=headers)
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({"Name": "primary", "SystemStatus": [["Role", "primary"], ["Strategy", "spread"]]})
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"status": "start"}\n')
+        await response.write(b'{"status": "die"}\n')
+        await response.write_eof()
+        return response
+
+    async def anything(request: web.Request) -> web.Response:
+        return web.Response(status=404, body=b'{"message": "from the primary"}', content_type="application/json")
+
+    primary = web.Application()
+    primary.router.add_get("/v1.41/containers/json", recorded(listing))
+    primary.router.add_get("/info", recorded(info))
+    primary.router.add_get("/events", recorded(streamed))
+    primary.router.add_route("*", "/{path:.*}", recorded(anything))
+
+    answers = with_primary(
+        primary,
+        [
+            ("GET", "/v1.41/containers/json?all=1&filters=%7B%7D"),
+            ("GET", "/info"),
+            ("GET", "/events"),
+            ("POST", "/nope"),
+            ("GET", "/_ping"),  # answered by the replica itself
+        ],
+        replica_of=replica,
+    )
+    assert [(method, path) for method, path, _ in seen] == [
+        ("GET", "/v1.41/containers/json?all=1&filters=%7B%7D"),
+        ("GET", "/info"),
+        ("GET", "/events"),
+        ("POST", "/nope"),
+    ]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 404, 200]
+    assert json.loads(answers[0][2]) == [{"Id": "abc"}]
+    assert_ours(answers[0][1], experimental="true", ostype="windows")
+    status_rows = json.loads(answers[1][2])["SystemStatus"]
+    assert status_rows[0] == ["Role", "replica"]
+    assert status_rows[1][0] == "Primary" and status_rows[1][1].startswith("127.0.0.1:")
+    assert status_rows[2:] == [["Strategy", "spread"]]  # the primary's own Role row left out
+    assert answers[2][2] == b'{"status": "start"}\n{"status": "die"}\n'
+    assert message(answers[3]) == "from the primary"
+    assert answers[4][2] == b"OK"
+    for _, headers, _ in answers:
+        assert headers["Server"] == f"swarmctl/{__version__}" and headers["Api-Version"] == "1.41"
+
+
+def test_the_server_runs_on_uvloop_when_installed() -> None:
+    pytest.importorskip("uvloop")  # the swarm extra has it wherever uvloop runs (not on Windows or PyPy)
+    factory = event_loop_factory(serves_tls=False)
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+        assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+    finally:
+        loop.close()
+
+
+def test_the_server_runs_on_asyncio_under_tls_or_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert event_loop_factory(serves_tls=True) is None  # hijacked TLS connections need asyncio's own TLS
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert event_loop_factory(serves_tls=False) is None
+
+
+def test_every_route_is_the_same_under_a_version() -> None:
+    """The versioned routes are tried in another order (the reads first): each path still reaches its handler."""
+    app = make_app(manager())
+
+    async def handler_for(method: str, path: str) -> Any:
+        return (await app.router.resolve(make_mocked_request(method, path, app=app))).handler
+
+    async def scenario() -> list[tuple[str, str]]:
+        differ = []
+        for method, path, _ in ROUTES:
+            sample = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m: "start" if m[1] == "action" else "x1", path)
+            for asked in ["GET", "POST", "DELETE", "HEAD", "PUT"] if method == "*" else [method]:
+                if await handler_for(asked, "/v1.41" + sample) is not await handler_for(asked, sample):
+                    differ.append((asked, sample))
+        return differ
+
+    assert asyncio.run(scenario()) == []
