@@ -179,6 +179,8 @@ class Timings:
     body: bytes = b""
     #: Stopped by the time budget before ``count`` requests.
     cut: bool = False
+    #: The uncounted first requests (a slow first one is worth a line of its own).
+    warm_ms: list[float] = field(default_factory=list)
 
     def percentiles(self) -> tuple[float, float, float] | None:
         if not self.ms:
@@ -206,8 +208,7 @@ def timed(what: str, count: int, one: Callable[[], bytes], budget: float, warm_u
             result.failures += 1
             result.last_error = f"{type(exc).__name__}: {exc}"
         else:
-            if n >= warm_up:
-                result.ms.append((time.perf_counter() - began) * 1000)
+            (result.ms if n >= warm_up else result.warm_ms).append((time.perf_counter() - began) * 1000)
         now = time.monotonic()
         if now - began_all > budget:
             result.cut = True
@@ -411,6 +412,8 @@ def report(
         )
         if timing.cut:
             row("  (the time budget allowed)", f"{len(timing.ms)} of {args.requests}")
+        if ours is not None and timing.warm_ms and max(timing.warm_ms) > ours[2]:
+            row("  the first ones (not counted) took", ms3(timing.warm_ms))
         if timing.failures:
             row("  failed", f"{timing.failures} of {timing.failures + len(timing.ms)}: {timing.last_error}")
     if healthy_after is not None:
