@@ -418,6 +418,10 @@ def report(
             row("  failed", f"{timing.failures} of {timing.failures + len(timing.ms)}: {timing.last_error}")
     if healthy_after is not None:
         row("  Healthy after these requests", f"{healthy_after} of {args.engines}")
+    listing = next((t for t in manager_rows if t.what.startswith("GET /containers/json")), None)
+    if listing is not None and listing.body:
+        with contextlib.suppress(ValueError):
+            row("  containers in the last listing", f"{len(json.loads(listing.body)):,} of {total:,}")
     row(
         f"idle CPU, % of one core ({args.seconds:.0f} s)",
         f"{idle_cpu:.1f} %" if idle_cpu is not None else "-",
