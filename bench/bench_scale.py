@@ -15,7 +15,7 @@ the simulator has little to do once the manager has read it), then measures:
 - the manager's CPU (% of one core, from /proc/PID/stat) while nobody asks it
   anything, over ``--seconds`` (60: the manager's default
   ``--engine-refresh-max-interval``, so every engine's periodic refresh falls
-  in it) from ``--settle`` seconds after that (30: the default
+  in it) starting ``--settle`` seconds after that (30: the default
   ``--engine-refresh-min-interval``), and its RSS. Right after start-up no
   periodic refresh has begun yet, and a window there reads 0.2 % in one run
   and 7 % in the next, depending on whether it reaches the first refreshes;
@@ -25,10 +25,11 @@ the simulator has little to do once the manager has read it), then measures:
   /containers/create of a small busybox container, then POST start, timed
   together): ``--requests`` each (or as many as ``--budget`` seconds allow),
   one after the other on ONE keep-alive connection, p50 / p90 / p99;
-- in the same run, the same requests against a trivial aiohttp server that
-  answers fixed bodies of the sizes the manager answered (the ceiling of the
-  Python stack: what the manager would cost if computing the answer were
-  free), as ratios manager / ceiling.
+- in the same run, once the manager is stopped, the same requests against a
+  trivial aiohttp server on the manager's core that answers, as fixed bodies,
+  the very bytes the manager answered last (the ceiling of the Python stack:
+  what the manager would cost if computing the answer were free), as ratios
+  manager / ceiling.
 
 Docker Swarm's Go manager, measured at 1,000 x 30 on this machine in 2026-11,
 is printed beside, with the targets of issue 13. If the cluster is not all
