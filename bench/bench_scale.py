@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python -m bench.bench_scale [--engines 1000] [--containers 30] [--settle 30] [--seconds 60]
                                            [--requests 100] [--budget 120] [--deadline 300] [--quick] [--keep]
+                                           [--swarmctl PATH]
 
 Starts ``bench.enginesim`` (the engines, in a process of their own) and a
 ``swarmctl manage`` on a file discovery of them, each pinned to a core of its
@@ -503,7 +504,15 @@ def run(args: argparse.Namespace) -> int:
         manager = ManagedProcess(
             f"manage-{port}",
             pinned(
-                [SWARMCTL, "--log-level", "warning", "manage", "-H", f"tcp://127.0.0.1:{port}", f"file://{discovery}"],
+                [
+                    args.swarmctl,
+                    "--log-level",
+                    "warning",
+                    "manage",
+                    "-H",
+                    f"tcp://127.0.0.1:{port}",
+                    f"file://{discovery}",
+                ],
                 manager_cpu,
             ),
             work,
@@ -580,6 +589,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120, help="at most this many seconds for each kind of request")
     parser.add_argument("--deadline", type=float, default=300, help="seconds to wait for Healthy and listed")
     parser.add_argument("--quick", action="store_true", help="50 x 10, 5 s to settle, 5 s idle, 30 requests")
+    parser.add_argument("--swarmctl", default=SWARMCTL, help="the swarmctl to measure (another build, say)")
     parser.add_argument("--keep", action="store_true", help="keep the logs (work directory) afterwards")
     parser.add_argument("--serve-ceiling", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
