@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python -m bench.bench_scale [--engines 1000] [--containers 30] [--settle 30] [--seconds 60]
                                            [--requests 100] [--budget 120] [--deadline 300] [--quick] [--keep]
+                                           [--swarmctl PATH]
 
 Starts ``bench.enginesim`` (the engines, in a process of their own) and a
 ``swarmctl manage`` on a file discovery of them, each pinned to a core of its
@@ -15,7 +16,7 @@ the simulator has little to do once the manager has read it), then measures:
 - the manager's CPU (% of one core, from /proc/PID/stat) while nobody asks it
   anything, over ``--seconds`` (60: the manager's default
   ``--engine-refresh-max-interval``, so every engine's periodic refresh falls
-  in it) from ``--settle`` seconds after that (30: the default
+  in it) starting ``--settle`` seconds after that (30: the default
   ``--engine-refresh-min-interval``), and its RSS. Right after start-up no
   periodic refresh has begun yet, and a window there reads 0.2 % in one run
   and 7 % in the next, depending on whether it reaches the first refreshes;
@@ -25,10 +26,11 @@ the simulator has little to do once the manager has read it), then measures:
   /containers/create of a small busybox container, then POST start, timed
   together): ``--requests`` each (or as many as ``--budget`` seconds allow),
   one after the other on ONE keep-alive connection, p50 / p90 / p99;
-- in the same run, the same requests against a trivial aiohttp server that
-  answers fixed bodies of the sizes the manager answered (the ceiling of the
-  Python stack: what the manager would cost if computing the answer were
-  free), as ratios manager / ceiling.
+- in the same run, once the manager is stopped, the same requests against a
+  trivial aiohttp server on the manager's core that answers, as fixed bodies,
+  the very bytes the manager answered last (the ceiling of the Python stack:
+  what the manager would cost if computing the answer were free), as ratios
+  manager / ceiling.
 
 Docker Swarm's Go manager, measured at 1,000 x 30 on this machine in 2026-11,
 is printed beside, with the targets of issue 13. If the cluster is not all
@@ -179,6 +181,8 @@ class Timings:
     body: bytes = b""
     #: Stopped by the time budget before ``count`` requests.
     cut: bool = False
+    #: The uncounted first requests (a slow first one is worth a line of its own).
+    warm_ms: list[float] = field(default_factory=list)
 
     def percentiles(self) -> tuple[float, float, float] | None:
         if not self.ms:
@@ -206,8 +210,7 @@ def timed(what: str, count: int, one: Callable[[], bytes], budget: float, warm_u
             result.failures += 1
             result.last_error = f"{type(exc).__name__}: {exc}"
         else:
-            if n >= warm_up:
-                result.ms.append((time.perf_counter() - began) * 1000)
+            (result.ms if n >= warm_up else result.warm_ms).append((time.perf_counter() - began) * 1000)
         now = time.monotonic()
         if now - began_all > budget:
             result.cut = True
@@ -411,10 +414,16 @@ def report(
         )
         if timing.cut:
             row("  (the time budget allowed)", f"{len(timing.ms)} of {args.requests}")
+        if ours is not None and timing.warm_ms and max(timing.warm_ms) > ours[2]:
+            row("  the first ones (not counted) took", ms3(timing.warm_ms))
         if timing.failures:
             row("  failed", f"{timing.failures} of {timing.failures + len(timing.ms)}: {timing.last_error}")
     if healthy_after is not None:
         row("  Healthy after these requests", f"{healthy_after} of {args.engines}")
+    listing = next((t for t in manager_rows if t.what.startswith("GET /containers/json")), None)
+    if listing is not None and listing.body:
+        with contextlib.suppress(ValueError):
+            row("  containers in the last listing", f"{len(json.loads(listing.body)):,} of {total:,}")
     row(
         f"idle CPU, % of one core ({args.seconds:.0f} s)",
         f"{idle_cpu:.1f} %" if idle_cpu is not None else "-",
@@ -495,7 +504,15 @@ def run(args: argparse.Namespace) -> int:
         manager = ManagedProcess(
             f"manage-{port}",
             pinned(
-                [SWARMCTL, "--log-level", "warning", "manage", "-H", f"tcp://127.0.0.1:{port}", f"file://{discovery}"],
+                [
+                    args.swarmctl,
+                    "--log-level",
+                    "warning",
+                    "manage",
+                    "-H",
+                    f"tcp://127.0.0.1:{port}",
+                    f"file://{discovery}",
+                ],
                 manager_cpu,
             ),
             work,
@@ -572,6 +589,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120, help="at most this many seconds for each kind of request")
     parser.add_argument("--deadline", type=float, default=300, help="seconds to wait for Healthy and listed")
     parser.add_argument("--quick", action="store_true", help="50 x 10, 5 s to settle, 5 s idle, 30 requests")
+    parser.add_argument("--swarmctl", default=SWARMCTL, help="the swarmctl to measure (another build, say)")
     parser.add_argument("--keep", action="store_true", help="keep the logs (work directory) afterwards")
     parser.add_argument("--serve-ceiling", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()

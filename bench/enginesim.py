@@ -16,8 +16,8 @@ checks them against one):
   filters ignored), ``GET /containers/{id or name}/json``;
 - ``POST /containers/create?name=``, ``POST /containers/{id}/start|stop|kill|restart``,
   ``DELETE /containers/{id}[?force=1]``, with dockerd's statuses (304 when
-  already in that state, 409 for a duplicate name or removing a running
-  container) and its messages;
+  already in that state, 409 for a duplicate name, for killing a stopped
+  container or removing a running one without force) and its messages;
 - ``GET /events``: a chunked stream that stays open and reports container
   changes (create, start, kill, die, stop, restart, destroy) as dockerd words them;
 - all of it under ``/vX.Y/`` too; anything else is 404 ``{"message":"page not found"}``.
