@@ -347,7 +347,8 @@ def info_body(manager: Manager) -> bytes:
     With a thousand nodes the answer is hundreds of kilobytes: joined once a
     second, not copied for every request.
     """
-    cluster = manager.cached("info", lambda: build_body(manager), stamp=int(time.time()))
+    second = int(time.time())
+    cluster = manager.cached("info", lambda: build_body(manager), stamp=second)
     return manager.cached(
-        "info+live", lambda: cluster[:-1] + b", " + json.dumps(_dynamic(manager)).encode()[1:], stamp=int(time.time())
+        "info+live", lambda: cluster[:-1] + b", " + json.dumps(_dynamic(manager)).encode()[1:], stamp=second
     )
