@@ -13,9 +13,11 @@ The cost of keeping the cache follows changes, not size:
   (``/containers/json``) differs from the one known;
 - every ``refresh_min``..``refresh_max`` seconds (a random interval, so a
   thousand engines do not refresh in step) the engine is *reconciled*: its
-  lists of containers, images, networks and volumes are read and compared
-  with what is known (an unchanged answer costs a digest and a comparison),
-  which also tells whether it still answers;
+  list of containers is read and compared with what is known (an unchanged
+  answer costs a digest and a comparison), which also tells whether it still
+  answers; its lists of images, networks and volumes are read the same way
+  every :data:`OTHER_LISTS_EVERY` rounds (their events keep them current
+  meanwhile);
 - ``/info`` and ``/version`` are read when the engine connects, when its
   event stream had to be re-opened (events may have been missed: everything
   is re-read) and when the daemon reloads its configuration.
@@ -60,6 +62,9 @@ PENDING, HEALTHY, UNHEALTHY = "Pending", "Healthy", "Unhealthy"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
 #: Inspections in flight on one engine (see ``Engine._inspect``).
 INSPECTORS = 2
+#: The periodic round reads the containers every time, images, networks and volumes every this
+#: many rounds (their events keep them current meanwhile; a full round reads them all).
+OTHER_LISTS_EVERY = 3
 #: Container actions that change what ``ps``/``inspect`` show.
 _CONTAINER_CHANGES = {
     "create",
@@ -148,6 +153,8 @@ class Engine:
         #: Whether the next round re-reads everything (``/info`` too): at first, after a failure or
         #: after the event stream ended (events may have been missed).
         self._resync = True
+        #: Rounds read since the engine was added (see OTHER_LISTS_EVERY).
+        self._rounds = 0
         #: Values derived from the cache, each kept until the next change (see :meth:`memo`).
         self._memo: dict[str, tuple[tuple[int, Any], Any]] = {}
 
@@ -413,9 +420,11 @@ class Engine:
         # One after the other, on one kept-alive connection: a thousand engines read in parallel
         # already, and each extra connection per engine costs a connect and a socket.
         started, unknown = await self._read_containers()
-        await self.refresh_images()
-        await self.refresh_networks()
-        await self.refresh_volumes()
+        if everything or self._rounds % OTHER_LISTS_EVERY == 0:
+            await self.refresh_images()
+            await self.refresh_networks()
+            await self.refresh_volumes()
+        self._rounds += 1
         self.updated_at = time.time()
         return started, unknown
 
