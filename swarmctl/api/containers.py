@@ -142,8 +142,16 @@ class Listing:
         return response
 
 
+#: The query strings of the plain listings (``docker ps``, ``docker ps -a``): whether they list all.
+#: Recognised as they are, these skip the query's parsing on the path every ``ps`` takes.
+_PLAIN_LISTINGS = {"": False, "all=1": True, "all=true": True, "all=0": False, "all=false": False}
+
+
 async def containers_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
+    show_all = _PLAIN_LISTINGS.get(request.query_string)
+    if show_all is not None:
+        return await _plain_listing(request, manager, show_all)
     query = request.query
     show_all = query_flag(request, "all")
     filters = parse_filters(query.get("filters"))
@@ -151,15 +159,17 @@ async def containers_json(request: web.Request) -> web.StreamResponse:
     if query_flag(request, "size"):
         return await _with_sizes(request, list_containers(manager, show_all, filters, limit))
     if not filters and limit <= 0:
-        listing: Listing = manager.kept(
-            f"ps-lines:{show_all}", manager.generation(), lambda: Listing.of(manager, show_all)
-        )
-        if listing.size > KEEP_BELOW:
-            return await listing.write(request)
-        body = manager.cached(f"ps:{show_all}", listing.body)
-    else:
-        body = json.dumps(list_containers(manager, show_all, filters, limit)).encode()
+        return await _plain_listing(request, manager, show_all)
+    body = json.dumps(list_containers(manager, show_all, filters, limit)).encode()
     return web.Response(body=body, content_type="application/json")
+
+
+async def _plain_listing(request: web.Request, manager: Manager, show_all: bool) -> web.StreamResponse:
+    """Every container (or every running one), kept whole while small, written in pieces when large."""
+    listing: Listing = manager.kept(f"ps-lines:{show_all}", manager.generation(), lambda: Listing.of(manager, show_all))
+    if listing.size > KEEP_BELOW:
+        return await listing.write(request)
+    return web.Response(body=manager.cached(f"ps:{show_all}", listing.body), content_type="application/json")
 
 
 async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web.Response:
