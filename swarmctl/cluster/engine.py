@@ -143,13 +143,13 @@ class Engine:
         #: (e.g. after a "die" event) must also finish later, or it could be
         #: overwritten by an older snapshot taken when the container still ran.
         self._container_locks: dict[str, asyncio.Lock] = {}
-        #: When each container was last refreshed alone (a counter, see refresh_containers).
+        #: When each container was last refreshed alone (a counter, see _read_containers).
         self._touched: dict[str, int] = {}
         self._stamp = 0
         #: How many container inspections may be in flight (shared by every engine of a cluster).
         self._inspections = inspections or asyncio.Semaphore(8)
         #: A digest of the last answer of each list the reconciliation reads: unchanged means nothing to do.
-        self._raw: dict[str, bytes] = {}
+        self._digests: dict[str, bytes] = {}
         #: Whether the next round re-reads everything (``/info`` too): at first, after a failure or
         #: after the event stream ended (events may have been missed).
         self._resync = True
@@ -415,7 +415,7 @@ class Engine:
         Returns the round's stamp and the containers to inspect (new, or whose line changed).
         """
         if everything:
-            self._raw.clear()  # an answer equal to the last one is applied again: nothing is taken on trust
+            self._digests.clear()  # an answer equal to the last one is applied again: nothing is taken on trust
             await self.refresh_specs()
         # One after the other, on one kept-alive connection: a thousand engines read in parallel
         # already, and each extra connection per engine costs a connect and a socket.
@@ -440,10 +440,10 @@ class Engine:
         """``path``'s JSON if its answer differs from the last one read, else None (nothing to apply)."""
         raw = await self.get_raw(path)
         digest = hashlib.blake2b(raw, digest_size=16).digest()  # a thousand lists of 30 kB are not kept
-        if self._raw.get(path) == digest:
+        if self._digests.get(path) == digest:
             return None
         answer = json.loads(raw)
-        self._raw[path] = digest
+        self._digests[path] = digest
         return answer
 
     async def refresh_containers(self) -> None:
