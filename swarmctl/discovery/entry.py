@@ -8,8 +8,11 @@ import re
 from ..errors import SwarmctlError
 
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
-_DOTTED = re.compile(r"^[0-9.]+$")
+# fullmatch, not ``^...$``: ``$`` also matches before a final newline, and "node\n" is no host name.
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?")
+_DOTTED = re.compile(r"[0-9.]+")
+#: A port: ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses), at most 5 of them.
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def split_address(address: str, entry: str | None = None) -> tuple[str, int]:
@@ -33,13 +36,13 @@ def split_address(address: str, entry: str | None = None) -> tuple[str, int]:
             raise SwarmctlError(f"invalid address {shown!r}: write IPv6 addresses as [addr]:port")
         if not host:
             raise SwarmctlError(f"invalid address {shown!r}: empty host")
-        if _DOTTED.match(host):
+        if _DOTTED.fullmatch(host):
             octets = host.split(".")
-            if len(octets) != 4 or not all(o.isdigit() and int(o) <= 255 for o in octets):
+            if len(octets) != 4 or not all(0 < len(o) <= 3 and int(o) <= 255 for o in octets):
                 raise SwarmctlError(f"invalid address {shown!r}: {host} is not an IPv4 address")
-        elif not _HOSTNAME.match(host):
+        elif not _HOSTNAME.fullmatch(host):
             raise SwarmctlError(f"invalid address {shown!r}: {host!r} is not a host name")
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+    if not _PORT.fullmatch(port_text) or not 0 < int(port_text) <= 65535:
         raise SwarmctlError(f"invalid address {shown!r}: port must be 1-65535")
     return host, int(port_text)
 
