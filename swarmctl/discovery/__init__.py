@@ -58,9 +58,13 @@ def new_discovery(url: str, options: dict[str, str] | None = None, *, timeout: f
         try:
             import kvstore.url
 
-            kvstore.url.parse(text)
+            parsed = kvstore.url.parse(text)
         except Exception as exc:  # kvstore's InvalidArgumentError names the URL
             raise SwarmctlError(str(exc)) from None
+        if scheme != "sqlite":
+            from .kv import check_store_addresses
+
+            check_store_addresses(text, parsed.addrs)
         path = options.get("kv.path", DEFAULT_PATH).strip("/")
         if not path:
             raise SwarmctlError("--discovery-opt kv.path must not be empty")

@@ -15,13 +15,29 @@ import threading
 from collections.abc import Iterator
 
 import kvstore
+from kvstore.addresses import parse_host_port
 
-from ..errors import DiscoveryError
+from ..errors import DiscoveryError, SwarmctlError
 from .base import Discovery
 
 log = logging.getLogger("swarmctl.discovery")
 
 DEFAULT_PATH = "docker/swarm/nodes"
+
+
+def check_store_addresses(url: str, addrs: list[str]) -> None:
+    """Each store address read as kvstore will (``host[:port]``), now rather than at the first connection.
+
+    kvstore's own check takes a port of any Unicode digits ("²"), which ``int``
+    then refuses with a bare ``ValueError``: that is a bad port too.
+    """
+    for addr in addrs:
+        try:
+            parse_host_port(addr, 1)
+        except kvstore.KVStoreError as exc:
+            raise SwarmctlError(f"invalid discovery {url!r}: {exc}") from None
+        except ValueError:
+            raise SwarmctlError(f"invalid discovery {url!r}: store address {addr!r}: port must be 1-65535") from None
 
 
 class KVDiscovery(Discovery):

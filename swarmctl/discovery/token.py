@@ -39,9 +39,20 @@ def split_token(spec: str, service_url: str | None, url: str) -> tuple[str, str]
 
 
 def check_service_url(service: str) -> str:
-    parsed = urllib.parse.urlsplit(service)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise SwarmctlError(f"invalid token service URL {service!r}: expected http(s)://host[:port][/path]")
+    """``service`` without its trailing ``/``; ``SwarmctlError`` unless it is an http(s) URL with a host.
+
+    ``urlsplit`` raises ``ValueError`` for a bad ``[IPv6`` host and reads the
+    port only when asked: both are asked here, so that ``token://[x/id`` or
+    ``token://h:99999/p/id`` is refused at start instead of failing on each poll.
+    """
+    shown = f"invalid token service URL {service!r}: expected http(s)://host[:port][/path]"
+    try:
+        parsed = urllib.parse.urlsplit(service)
+        port = parsed.port
+    except ValueError:
+        raise SwarmctlError(shown) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == 0:
+        raise SwarmctlError(shown)
     return service.rstrip("/")
 
 
