@@ -99,13 +99,29 @@ def parse(text: str, kind: str = "constraint") -> Expression:
         body = value[1:-1]
         if not body:
             raise ExpressionError(f"invalid {quoted}: the regular expression // is empty")
-        try:
-            pattern = re.compile(body)
-        except re.error as exc:
-            raise ExpressionError(f"invalid {quoted}: bad regular expression {value}: {exc}") from None
+        pattern = _compile(body, quoted, value)
         return Expression(kind, key, operator[0], value, soft, pattern, regexp=True)
     plain = not any(ch in value for ch in "*?[")
     return Expression(kind, key, operator[0], value, soft, re.compile(fnmatch.translate(value)), plain=plain)
+
+
+def _compile(body: str, quoted: str, value: str) -> re.Pattern[str]:
+    """The ``/regexp/``'s pattern; every way ``re`` refuses one is an :class:`ExpressionError`.
+
+    Besides ``re.error``, Python's compiler raises ``OverflowError`` for a
+    repeat count past its limit (``a{99999999999}``) and ``RecursionError``
+    for deeply nested groups: both are the user's bad expression, not ours.
+    """
+    try:
+        return re.compile(body)
+    except re.error as exc:
+        raise ExpressionError(f"invalid {quoted}: bad regular expression {value}: {exc}") from None
+    except OverflowError:
+        raise ExpressionError(
+            f"invalid {quoted}: bad regular expression {value}: a repeat count is too large"
+        ) from None
+    except RecursionError:
+        raise ExpressionError(f"invalid {quoted}: bad regular expression {value}: nested too deeply") from None
 
 
 def parse_all(texts: list[str], kind: str) -> list[Expression]:

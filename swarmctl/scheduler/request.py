@@ -116,7 +116,7 @@ def label_list(labels: dict[str, str], key: str) -> list[str]:
         return [raw.strip()]
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # json.loads raises RecursionError for "[[[[..." nested too deep
         value = None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ExpressionError(f'invalid label {key}={raw}: expected a JSON list of strings, e.g. ["node==node1"]')
