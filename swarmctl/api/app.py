@@ -9,9 +9,9 @@ is kept as short as aiohttp allows:
   Each route's handler is wrapped once instead, when the app is made
   (:func:`_served`: errors as JSON, a replica's requests to the primary),
   and a catch-all route sends unknown paths through the same wrapper;
-- the headers every answer carries are set by one ``on_response_prepare``
-  callback (streamed and relayed answers need them too) from values made
-  once (``Server``) or once per change of the nodes (``Api-Version``);
+- no ``on_response_prepare`` signal: the headers every answer carries are
+  made once per change of the nodes for cached answers, and set by the
+  wrapper on any other (see headers.py);
 - under ``/vX.Y``, where aiohttp tries routes one by one, the listings and
   ``/info`` are tried first (``_VERSIONED_FIRST``).
 
@@ -26,10 +26,8 @@ import re
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from aiohttp import hdrs, web
-from multidict import istr
+from aiohttp import web
 
-from .. import __version__
 from ..replication import PrimaryPeer
 from . import (
     archives,
@@ -47,6 +45,7 @@ from . import (
     volumes,
 )
 from .context import MANAGER, Manager
+from .headers import Answer, stamp
 from .proxy import error, forward, hijack, upgrade_protocol
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
@@ -161,10 +160,12 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     a write). Wrapping each route's handler once, when the app is made, costs
     one frame per request and a test of two attributes on a primary.
 
+    - An answer not yet sent and not an :class:`Answer` gets the headers
+      every answer carries (headers.py).
     - Unknown paths and a known path's other methods: ``404 page not found``
       (as dockerd's router answers them; the catch-all route sends unknown
       paths here too).
-    - Any other HTTP exception goes out as aiohttp writes it.
+    - Any other HTTP exception goes out as aiohttp writes it, with our headers.
     - Anything unexpected (a bug) is a 500 in Docker's format rather than a
       dropped connection.
     - On a replica, every request but ``/_ping`` goes to the primary,
@@ -174,14 +175,19 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
         try:
             if manager.replicated and not manager.role.primary and not request.path.endswith("/_ping"):
-                return await _to_primary(manager, request)
-            return await handler(request)
+                response = await _to_primary(manager, request)
+            else:
+                response = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-            return error(404, "page not found")
-        except web.HTTPException:
+            response = error(404, "page not found")
+        except web.HTTPException as exc:
+            stamp(manager, exc.headers)
             raise
         except Exception as exc:
-            return error(500, f"swarmctl: {type(exc).__name__}: {exc}")
+            response = error(500, f"swarmctl: {type(exc).__name__}: {exc}")
+        if type(response) is not Answer and not response.prepared:
+            stamp(manager, response.headers)
+        return response
 
     return serve
 
@@ -216,34 +222,6 @@ async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Reques
     return web.json_response(info)
 
 
-#: What every answer says about its server (the same for the whole process).
-SERVER = f"swarmctl/{__version__}"
-_API_VERSION = istr("Api-Version")
-_EXPERIMENTAL = istr("Docker-Experimental")
-_OSTYPE = istr("Ostype")
-
-
-def _headers_for(manager: Manager) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """The ``on_response_prepare`` callback: every answer (ours, relayed, streamed, an error) says who serves it.
-
-    ``Api-Version`` and ``Server`` are ours even on an answer relayed from an
-    engine; ``Docker-Experimental`` and ``Ostype`` are the engine's when it
-    sent them. The API version is worked out once per cluster change
-    (:meth:`Manager.api_version`), the rest once.
-    """
-
-    async def headers(request: web.Request, response: web.StreamResponse) -> None:
-        sent = response.headers
-        sent[_API_VERSION] = manager.api_version()
-        sent[hdrs.SERVER] = SERVER
-        if _EXPERIMENTAL not in sent:
-            sent[_EXPERIMENTAL] = "false"
-        if _OSTYPE not in sent:
-            sent[_OSTYPE] = "linux"
-
-    return headers
-
-
 #: The versioned routes aiohttp tries first, most read first. The docker CLI and the SDK always ask
 #: under ``/vX.Y``, and aiohttp tries those routes one after the other (their first segment is not
 #: fixed, so its index of paths cannot narrow them down), so a listing or ``/info`` should not wait
@@ -257,7 +235,7 @@ def _versioned_order(route: tuple[str, str, Handler]) -> int:
 
 
 def make_app(manager: Manager) -> web.Application:
-    """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares (see above)."""
+    """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares, no signals."""
     app = web.Application(client_max_size=1 << 30)
     app[MANAGER] = manager
     served = {handler: _served(manager, handler) for _, _, handler in ROUTES}
@@ -266,5 +244,4 @@ def make_app(manager: Manager) -> web.Application:
     for method, path, handler in sorted(ROUTES, key=_versioned_order):  # stable: ROUTES' order after the first
         app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served[handler])
     app.router.add_route("*", "/{path:.*}", _served(manager, _page_not_found))
-    app.on_response_prepare.append(_headers_for(manager))
     return app

@@ -21,6 +21,7 @@ from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
 from .filters import parse_filters
+from .headers import answer, prepare
 from .proxy import error, forward, hijack, query_flag, version_prefix
 
 #: POST actions after which the cache is refreshed before answering, so that
@@ -126,13 +127,18 @@ class Listing:
         return cls(lines, 2 + sum(map(len, lines)) + 2 * max(len(lines) - 1, 0))
 
     def body(self) -> bytes:
-        return b"[" + b", ".join(self.lines) + b"]"
+        """The JSON array, joined the first time it is asked for and kept with the listing (a small one)."""
+        joined: bytes | None = self.__dict__.get("_joined")
+        if joined is None:
+            joined = b"[" + b", ".join(self.lines) + b"]"
+            self.__dict__["_joined"] = joined  # frozen dataclass: its fields stay as they are
+        return joined
 
     async def write(self, request: web.Request) -> web.StreamResponse:
         """The listing written in pieces of :data:`PIECE` lines (nothing of its size is allocated)."""
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.content_length = self.size
-        await response.prepare(request)
+        await prepare(request, response)
         with contextlib.suppress(ConnectionResetError):  # the client hung up: nothing more to say
             await response.write(b"[")
             for start in range(0, len(self.lines), PIECE):
@@ -169,7 +175,7 @@ async def _plain_listing(request: web.Request, manager: Manager, show_all: bool)
     listing: Listing = manager.kept(f"ps-lines:{show_all}", manager.generation(), lambda: Listing.of(manager, show_all))
     if listing.size > KEEP_BELOW:
         return await listing.write(request)
-    return web.Response(body=manager.cached(f"ps:{show_all}", listing.body), content_type="application/json")
+    return answer(manager, listing.body())
 
 
 async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web.Response:
@@ -223,7 +229,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
             raw = engine.inspects.raw(cid)
         except KeyError:  # listed, not inspected yet
             return await forward(request, engine, _target(request, cid, "/json"))
-    return web.Response(body=_with_node(raw, engine), content_type="application/json")
+    return answer(manager_of(request), _with_node(raw, engine))
 
 
 def _with_node(raw: bytes, engine: Engine) -> bytes:

@@ -47,6 +47,7 @@ from ..scheduler import ExpressionError, NoNodeError
 from ..scheduler.placement import CREATE_TRIES
 from .context import Manager, manager_of
 from .filters import label_matches, matches_all, parse_filters
+from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
@@ -109,7 +110,7 @@ async def networks_json(request: web.Request) -> web.Response:
         )
     else:
         body = json.dumps([_as_listed(n, s) for n, s in _listed(manager) if _keep(n, s, filters)]).encode()
-    return web.Response(body=body, content_type="application/json")
+    return answer(manager, body)
 
 
 def _lookup(request: web.Request, ref: str) -> Network | web.Response:

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
+from .headers import prepare
 from .streams import ByteStream
 
 
@@ -101,7 +102,7 @@ class LazyStream:
     async def write(self, data: bytes) -> None:
         if self.response is None:
             self.response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await self.response.prepare(self.request)
+            await prepare(self.request, self.response)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.response.write(data)
 
@@ -207,7 +208,7 @@ async def relay(
     response = web.StreamResponse(status=upstream.status, headers=headers)
     if length is not None:
         response.content_length = length
-    await response.prepare(request)
+    await prepare(request, response)
     at_line_start = True
     try:
         while True:

@@ -17,6 +17,7 @@ from .. import __version__
 from .cluster_info import info_body
 from .context import MIN_API_VERSION, manager_of
 from .filters import parse_filters
+from .headers import answer, prepare
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -55,7 +56,8 @@ def _version_body(api: str) -> bytes:
 
 async def info(request: web.Request) -> web.Response:
     """The cluster's ``/info`` (see cluster_info.py)."""
-    return web.Response(body=info_body(manager_of(request)), content_type="application/json")
+    manager = manager_of(request)
+    return answer(manager, info_body(manager))
 
 
 def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
@@ -102,7 +104,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     until = _timestamp(request.query.get("until"))
     queue = manager.cluster.bus.subscribe()
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
+    await prepare(request, response)
     try:
         if since is not None:
             for event in manager.cluster.bus.history():

@@ -27,6 +27,7 @@ from ..cluster.resources import LookupError_, Volume, find_volume, split_node, v
 from ..scheduler import ExpressionError, NoNodeError
 from .context import Manager, manager_of
 from .filters import label_matches, matches_all, parse_filters
+from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
@@ -62,7 +63,7 @@ async def volumes_json(request: web.Request) -> web.Response:
         body = manager.cached("volumes", lambda: listing(lambda v: True))
     else:
         body = listing(lambda v: _keep(v, filters))
-    return web.Response(body=body, content_type="application/json")
+    return answer(manager, body)
 
 
 def _lookup(request: web.Request) -> Volume | web.Response:
