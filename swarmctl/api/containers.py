@@ -20,6 +20,7 @@ from ..cluster.fanout import ask
 from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
 from .context import Manager, manager_of
+from .create_body import BadBody, container_config
 from .filters import parse_filters
 from .headers import answer, prepare
 from .proxy import error, forward, hijack, query_flag, version_prefix
@@ -317,12 +318,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     """
     manager = manager_of(request)
     try:
-        config = json.loads(await request.read() or b"{}")
-        wanted = ContainerRequest.from_body(config)
+        wanted = ContainerRequest.from_body(container_config(await request.read()))
+    except BadBody as exc:
+        return error(exc.status, exc.message)
     except ExpressionError as exc:
-        return _json_answer(400, json.dumps({"message": str(exc)}).encode())
-    except ValueError:
-        return _json_answer(400, b'{"message": "invalid JSON in the container configuration"}')
+        return error(400, str(exc))
     outcome = await placer_for(manager.cluster).create(
         _scheduler(manager),
         wanted,

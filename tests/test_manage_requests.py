@@ -1,0 +1,129 @@
+"""Malformed requests through ``swarmctl manage`` get the answer one engine gives: its status and its words.
+
+Each request goes to a real dockerd directly and through a manager in front
+of it, and the two answers are compared: the status, and the ``message``
+word for word. None may carry Python's words (an exception's name or text),
+and the manager's log must hold no traceback.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+from tests.support import docker as dk
+from tests.support.manager import Manager, managing
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
+
+CREATE = "/v1.41/containers/create"
+
+
+def body(**fields: object) -> str:
+    return json.dumps({"Image": dk.IMAGE, **fields})
+
+
+#: (method, path, body): each one the engine refuses; the manager must refuse it in the same words.
+REFUSED = [
+    ("POST", CREATE, body(Env={"a": "b"})),
+    ("POST", CREATE, body(HostConfig=[1, 2])),
+    ("POST", CREATE, body(HostConfig="x")),
+    ("POST", CREATE, body(HostConfig={"PortBindings": {"80/tcp": "x"}})),
+    ("POST", CREATE, body(HostConfig={"PortBindings": 5})),
+    ("POST", CREATE, body(HostConfig={"VolumesFrom": "notalist"})),
+    ("POST", CREATE, body(hostconfig={"volumesfrom": "x"})),  # Go matches field names ignoring case
+    ("POST", CREATE, body(HostConfig={"Memory": 99999999999999999999})),
+    ("POST", CREATE, body(HostConfig={"Memory": 1.5})),
+    ("POST", CREATE, body(HostConfig={"BlkioWeight": -1})),
+    ("POST", CREATE, body(HostConfig={"Mounts": [{"TmpfsOptions": {"Mode": -1}}]})),
+    ("POST", CREATE, body(HostConfig={"Ulimits": ["x"]})),
+    ("POST", CREATE, body(NetworkingConfig={"EndpointsConfig": {"n": {"Aliases": "x"}}})),
+    ("POST", CREATE, body(Env=[1], Labels=5)),  # the first type error is the answer
+    ("POST", CREATE, body(Env="x", Cmd=5)),  # but a decoder of its own (Cmd's) stops at once
+    ("POST", CREATE, body(Labels={"a": 1})),
+    ("POST", CREATE, body(Cmd=[1])),
+    ("POST", CREATE, '{"Image": "x", "StopTimeout": 1e3}'),
+    ("POST", CREATE, '{"Image": "x", "HostConfig": {"Memory": 1e400}}'),
+    ("POST", CREATE, "[1]"),
+    ("POST", CREATE, "null"),
+    ("POST", CREATE, "{}"),
+    ("POST", CREATE, '{"HostConfig": {}}'),
+    ("POST", CREATE, ""),
+    ("POST", CREATE, '{"Image": "x"'),
+    ("POST", CREATE, '{"Image": "x",}'),
+    ("POST", CREATE, '{"X": ' + "[" * 10_001 + "]" * 10_001 + "}"),
+    ("POST", CREATE, '{"X": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dk.DockerNode]:
+    with dk.running_nodes([dk.DockerNode("vnode1")], tmp_path_factory.mktemp("image")) as made:
+        yield made[0]
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory, node: dk.DockerNode) -> Iterator[Manager]:
+    with managing(tmp_path_factory.mktemp("manager"), [node]) as made:
+        yield made
+
+
+def send(addr: str, method: str, path: str, data: str | None = None) -> tuple[int, str]:
+    """Status and ``message`` (the whole body if it has none) of one request, sent as the docker CLI sends it."""
+    host, port = addr.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        connection.request(method, path, body=data.encode() if data is not None else None, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return response.status, raw.decode(errors="replace")
+    return response.status, answer["message"] if isinstance(answer, dict) and "message" in answer else raw.decode()
+
+
+def python_words(text: str) -> bool:
+    return any(word in text for word in ("Error:", "object has no attribute", "Traceback", "swarmctl:"))
+
+
+@pytest.mark.parametrize(("method", "path", "data"), REFUSED, ids=[f"{m} {p} {d[:60]}" for m, p, d in REFUSED])
+def test_refused_as_the_engine_refuses(
+    node: dk.DockerNode, manager: Manager, method: str, path: str, data: str
+) -> None:
+    engine = send(node.addr, method, path, data)
+    assert engine[0] >= 400, engine  # the case is one the engine refuses
+    answered = send(manager.addr, method, path, data)
+    assert answered == engine
+    assert not python_words(answered[1])
+
+
+def test_a_good_body_still_creates(node: dk.DockerNode, manager: Manager) -> None:
+    """Field names in any case and fields the types do not know reach the engine as they were meant."""
+    data = json.dumps({"image": dk.IMAGE, "cmd": ["true"], "labels": {"x": "1"}, "SomethingNewer": {"a": [1.5]}})
+    status, raw = send(manager.addr, "POST", CREATE + "?name=good-body", data)
+    assert status == 201, raw
+    try:
+        inspected = json.loads(node.docker("inspect", "good-body").stdout)[0]
+        assert inspected["Config"]["Cmd"] == ["true"] and inspected["Config"]["Labels"]["x"] == "1"
+    finally:
+        node.docker("rm", "-f", "good-body")
+
+
+def test_too_deep_for_the_manager_is_said_so(manager: Manager) -> None:
+    """Go reads 10,000 levels, the manager a few hundred: beyond that it says so (400), in its own words."""
+    status, message = send(manager.addr, "POST", CREATE, '{"X": ' + "[" * 5000 + "]" * 5000 + "}")
+    assert status == 400 and "nested too deeply" in message
+
+
+def test_no_traceback_in_the_log(manager: Manager) -> None:
+    for method, path, data in REFUSED:
+        send(manager.addr, method, path, data)
+    assert "Traceback" not in manager.process.log_path.read_text(errors="replace")
