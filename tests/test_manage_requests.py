@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
 
 from tests.support import docker as dk
 from tests.support.manager import Manager, managing
+from tests.support.process import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, reason=str(dk.available()))]
 
@@ -28,7 +29,7 @@ def body(**fields: object) -> str:
 
 
 #: (method, path, body): each one the engine refuses; the manager must refuse it in the same words.
-REFUSED = [
+REFUSED: list[tuple[str, str, str | None]] = [
     ("POST", CREATE, body(Env={"a": "b"})),
     ("POST", CREATE, body(HostConfig=[1, 2])),
     ("POST", CREATE, body(HostConfig="x")),
@@ -57,6 +58,28 @@ REFUSED = [
     ("POST", CREATE, '{"Image": "x",}'),
     ("POST", CREATE, '{"X": ' + "[" * 10_001 + "]" * 10_001 + "}"),
     ("POST", CREATE, '{"X": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    *(
+        ("GET", f"/v1.41/{listing}?filters={quote(filters)}", None)
+        for listing in ("containers/json", "networks", "volumes")
+        for filters in ("[1]", "x", '{"label":["a"]} x', '{"bogus":["x"]}', '{"status":{"running":1}}')
+    ),
+    *(
+        ("GET", f"/v1.41/containers/json?filters={quote(filters)}", None)
+        for filters in (
+            '{"status":["bogus"]}',
+            '{"status":{"bogus":true}}',
+            '{"health":["bogus"]}',
+            '{"exited":["abc"]}',
+            '{"is-task":["abc"]}',
+            '{"before":["nonexistent"]}',
+            '{"publish":["1:2"]}',
+        )
+    ),
+    ("GET", "/v1.41/volumes?filters=" + quote('{"dangling":["maybe"]}'), None),
+    ("GET", "/v1.41/networks?filters=" + quote('{"type":["bogus"]}'), None),
+    ("GET", "/v1.41/containers/json?limit=99999999999999999999999", None),
+    ("GET", "/v1.41/containers/json?limit=abc", None),
+    ("GET", "/v1.41/containers/json?limit=1.5", None),
 ]
 
 
@@ -94,9 +117,11 @@ def python_words(text: str) -> bool:
     return any(word in text for word in ("Error:", "object has no attribute", "Traceback", "swarmctl:"))
 
 
-@pytest.mark.parametrize(("method", "path", "data"), REFUSED, ids=[f"{m} {p} {d[:60]}" for m, p, d in REFUSED])
+@pytest.mark.parametrize(
+    ("method", "path", "data"), REFUSED, ids=[f"{m} {p[:80]} {(d or '')[:50]}" for m, p, d in REFUSED]
+)
 def test_refused_as_the_engine_refuses(
-    node: dk.DockerNode, manager: Manager, method: str, path: str, data: str
+    node: dk.DockerNode, manager: Manager, method: str, path: str, data: str | None
 ) -> None:
     engine = send(node.addr, method, path, data)
     assert engine[0] >= 400, engine  # the case is one the engine refuses
@@ -127,3 +152,55 @@ def test_no_traceback_in_the_log(manager: Manager) -> None:
     for method, path, data in REFUSED:
         send(manager.addr, method, path, data)
     assert "Traceback" not in manager.process.log_path.read_text(errors="replace")
+
+
+def listed_ids(addr: str, filters: dict[str, list[str]]) -> list[str]:
+    status, raw = send(addr, "GET", "/v1.41/containers/json?all=1&filters=" + quote(json.dumps(filters)))
+    assert status == 200, raw
+    return sorted(c["Id"] for c in json.loads(raw))
+
+
+def test_every_filter_keeps_what_the_engine_keeps(node: dk.DockerNode, manager: Manager) -> None:
+    """Each of dockerd's container filters, through the manager and on the engine: the same containers."""
+    made = {
+        "f-exit3": ["-e", "X=1", dk.IMAGE, "sh", "-c", "exit 3"],
+        "f-port": ["-p", "18080:80", "--network", "bridge", dk.IMAGE, "sleep", "300"],
+        "f-vol": ["-v", "fvol:/data", "-l", "tier=db", dk.IMAGE, "sleep", "300"],
+    }
+    try:
+        for name, args in made.items():
+            node.docker("run", "-d", "--name", name, *args)
+        manager.wait_nodes({"vnode1": "Healthy"})
+        oldest = node.docker("inspect", "-f", "{{.Id}}", "f-exit3").stdout.decode().strip()
+        cases: list[dict[str, list[str]]] = [
+            {"exited": ["3"]},
+            {"exited": ["0"]},
+            {"status": ["exited"]},
+            {"status": ["running", "created"]},
+            {"health": ["none"]},
+            {"is-task": ["false"]},
+            {"is-task": ["true"]},
+            {"volume": ["fvol"]},
+            {"volume": ["/data"]},
+            {"label": ["tier=db"]},
+            {"since": [oldest]},
+            {"before": ["f-vol"]},
+            {"name": ["f-"]},
+            {"ancestor": [dk.IMAGE]},
+            {"isolation": ["default"]},
+        ]
+        for filters in cases:
+            wanted = listed_ids(node.addr, filters)
+            assert wait_until_equal(lambda f=filters: listed_ids(manager.addr, f), wanted), filters
+    finally:
+        node.docker("rm", "-f", *made)
+        node.docker("volume", "rm", "fvol")
+
+
+def wait_until_equal(get: Callable[[], list[str]], wanted: list[str], timeout: float = 20) -> bool:
+    """Whether ``get()`` comes to equal ``wanted`` (the manager's cache follows the engine's events)."""
+    try:
+        wait_for(lambda: get() == wanted, timeout, f"the manager to list {wanted}")
+    except TimeoutError:
+        return False
+    return True

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import json
 import operator
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +17,7 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import ask
 from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
+from .container_filters import compile_filters, limit_of
 from .context import Manager, manager_of
 from .create_body import BadBody, container_config
 from .filters import parse_filters
@@ -44,37 +43,15 @@ def with_node_names(engine: Engine, container: dict[str, Any]) -> dict[str, Any]
     return listed
 
 
-def _matches(engine: Engine, container: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "status" and container.get("State") not in values:
-            return False
-        if key == "id" and not any(container["Id"].startswith(v) for v in values):
-            return False
-        if key == "name":
-            names = [n.lstrip("/") for n in container.get("Names") or []]
-            full = [f"{engine.name}/{n}" for n in names]
-            if not any(re.search(v, n) for v in values for n in names + full):
-                return False
-        if key == "label":
-            labels = container.get("Labels") or {}
-            for wanted in values:
-                k, sep, v = wanted.partition("=")
-                if k not in labels or (sep and labels[k] != v):
-                    return False
-        if key == "node" and not any(fnmatch.fnmatch(engine.name, v) or engine.addr == v for v in values):
-            return False
-        if key == "ancestor" and not any(container.get("Image") == v or container.get("ImageID") == v for v in values):
-            return False
-    return True
-
-
 def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[str]], limit: int) -> list[Any]:
+    """The containers ``filters`` keep (refused as dockerd refuses them), newest first, at most ``limit``."""
+    matches = compile_filters(manager, filters)
     found = []
     for engine in manager.cluster.healthy():
         for container in engine.containers.values():
             if not show_all and container.get("State") != "running" and "status" not in filters:
                 continue
-            if _matches(engine, container, filters):
+            if matches(engine, container):
                 found.append(with_node_names(engine, container))
     found.sort(key=lambda c: c.get("Created", 0), reverse=True)
     return found[:limit] if limit > 0 else found
@@ -162,7 +139,7 @@ async def containers_json(request: web.Request) -> web.StreamResponse:
     query = request.query
     show_all = query_flag(request, "all")
     filters = parse_filters(query.get("filters"))
-    limit = int(query.get("limit") or -1)
+    limit = limit_of(query.get("limit"))
     if query_flag(request, "size"):
         return await _with_sizes(request, list_containers(manager, show_all, filters, limit))
     if not filters and limit <= 0:

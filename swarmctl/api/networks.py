@@ -46,7 +46,7 @@ from ..cluster.resources import (
 from ..scheduler import ExpressionError, NoNodeError
 from ..scheduler.placement import CREATE_TRIES
 from .context import Manager, manager_of
-from .filters import label_matches, matches_all, parse_filters
+from .filters import accept_only, boolean, label_matches, matches_all, parse_filters, refusal
 from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
@@ -59,6 +59,10 @@ def _listed(manager: Manager) -> list[tuple[Network, str]]:
     networks = networks_of(manager.cluster.healthy())
     shown = shown_network_names(networks)
     return [(n, shown[id(n)]) for n in networks]
+
+
+#: What dockerd's network listing filters on.
+NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
 
 
 def _used(network: Network) -> bool:
@@ -75,9 +79,7 @@ def _keep(network: Network, shown: str, filters: dict[str, list[str]]) -> bool:
         "scope": lambda v: (data.get("Scope") or "local") == v,
         "type": lambda v: (network.name in PREDEFINED_NETWORKS) == (v == "builtin"),
         "label": lambda v: label_matches(data.get("Labels") or {}, v),
-        "dangling": lambda v: (
-            (not _used(network) and network.name not in PREDEFINED_NETWORKS) == (v.lower() in ("true", "1"))
-        ),
+        "dangling": lambda v: (not _used(network) and network.name not in PREDEFINED_NETWORKS) == (v in ("true", "1")),
     }
     return matches_all(filters, checks)
 
@@ -104,6 +106,11 @@ def _visible(data: dict[str, Any]) -> dict[str, Any]:
 async def networks_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
     filters = parse_filters(request.query.get("filters"))
+    accept_only(filters, NETWORK_FILTERS)
+    boolean(filters, "dangling")
+    for kind in filters.get("type", []):
+        if kind not in ("custom", "builtin"):
+            raise refusal(500, f"invalid filter: 'type'='{kind}'")
     if not filters:
         body = manager.cached(
             "networks", lambda: json.dumps([_as_listed(n, shown) for n, shown in _listed(manager)]).encode()

@@ -26,7 +26,7 @@ from ..cluster.fanout import ask, on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
 from ..scheduler import ExpressionError, NoNodeError
 from .context import Manager, manager_of
-from .filters import label_matches, matches_all, parse_filters
+from .filters import accept_only, boolean, label_matches, matches_all, parse_filters
 from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
@@ -39,10 +39,14 @@ def _keep(volume: Volume, filters: dict[str, list[str]]) -> bool:
         "name": lambda v: bool(re.search(v, volume.name)),
         "driver": lambda v: data.get("Driver") == v,
         "label": lambda v: label_matches(data.get("Labels") or {}, v),
-        "dangling": lambda v: (not _used(volume)) == (v.lower() in ("true", "1")),
+        "dangling": lambda v: (not _used(volume)) == (v in ("true", "1")),
         "node": lambda v: v in volume.nodes,
     }
     return matches_all(filters, checks)
+
+
+#: What dockerd's volume listing filters on, and the node of the cluster.
+VOLUME_FILTERS = ("dangling", "driver", "label", "name", "node")
 
 
 def _used(volume: Volume) -> list[tuple[Engine, list[str]]]:
@@ -53,7 +57,9 @@ def _used(volume: Volume) -> list[tuple[Engine, list[str]]]:
 
 async def volumes_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
-    filters = parse_filters(request.query.get("filters"))
+    filters = parse_filters(request.query.get("filters"), status=400, context="error reading volume filters: ")
+    accept_only(filters, VOLUME_FILTERS)
+    boolean(filters, "dangling")
 
     def listing(keep: Callable[[Volume], bool]) -> bytes:
         volumes = [v.data for v in volumes_of(manager.cluster.healthy()) if keep(v)]
