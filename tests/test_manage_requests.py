@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
@@ -74,6 +75,16 @@ REFUSED: list[tuple[str, str, str | None]] = [
             '{"before":["nonexistent"]}',
             '{"publish":["1:2"]}',
         )
+    ),
+    *(
+        ("POST", f"/v1.41/{path}", data)
+        for path, bodies in (
+            ("networks/create", ["[1]", '{"Name":5}', '{"Name":"n1","IPAM":{"Config":"x"}}', '{"Name":"n1"', "", "{}"]),
+            ("networks/none/connect", ["[1]", '{"Container":5}', '{"Container":"x","EndpointConfig":{"Aliases":"a"}}']),
+            ("networks/none/disconnect", ['{"Container":"x","Force":"yes"}', ""]),
+            ("volumes/create", ["[1]", '{"Name":5}', '{"Name":"v","Labels":{"a":1}}', '{"Name":"v"', "x"]),
+        )
+        for data in bodies
     ),
     ("GET", "/v1.41/volumes?filters=" + quote('{"dangling":["maybe"]}'), None),
     ("GET", "/v1.41/networks?filters=" + quote('{"type":["bogus"]}'), None),
@@ -204,3 +215,42 @@ def wait_until_equal(get: Callable[[], list[str]], wanted: list[str], timeout: f
     except TimeoutError:
         return False
     return True
+
+
+def raw_exchange(addr: str, request: bytes) -> bytes:
+    """``request`` written as it is on a new connection; what comes back until the server closes or pauses."""
+    host, port = addr.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_large_headers_and_long_references_are_read(node: dk.DockerNode, manager: Manager) -> None:
+    """A 10,000-byte registry token and a 10,000-character reference, as dockerd reads them (1 MiB of headers)."""
+    token = "a" * 10_000
+    for addr in (node.addr, manager.addr):
+        assert raw_exchange(
+            addr, f"GET /info HTTP/1.1\r\nHost: x\r\nX-Registry-Auth: {token}\r\n\r\n".encode()
+        ).startswith(b"HTTP/1.1 200"), addr
+    ref = "x" * 10_000
+    assert send(manager.addr, "GET", f"/v1.41/containers/{ref}/json") == send(
+        node.addr, "GET", f"/v1.41/containers/{ref}/json"
+    )
+
+
+def test_malformed_http_is_refused_and_logged_in_one_line(manager: Manager) -> None:
+    log = manager.process.log_path
+    before = len(log.read_text(errors="replace"))
+    for request in (b"GET /info HTTP/1.1\r\nBroken header line\r\n\r\n", b"GET /info HTTP/1.1\r\n\r\n"):
+        assert raw_exchange(manager.addr, request).split(b"\r\n")[0].endswith(b" 400 Bad Request"), request
+    wait_for(
+        lambda: log.read_text(errors="replace")[before:].count("malformed request refused") == 2, 10, "two log lines"
+    )
+    written = log.read_text(errors="replace")[before:]
+    assert "Traceback" not in written

@@ -22,6 +22,7 @@ route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
@@ -53,6 +54,8 @@ from .proxy import error, forward, hijack, upgrade_protocol
 CONTAINER_ACTIONS = (
     "start|stop|restart|kill|pause|unpause|rename|update|wait|resize|top|logs|stats|archive|export|changes"
 )
+
+log = logging.getLogger("swarmctl.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -166,8 +169,8 @@ def _served(manager: Manager, handler: Handler) -> Handler:
       (as dockerd's router answers them; the catch-all route sends unknown
       paths here too).
     - Any other HTTP exception goes out as aiohttp writes it, with our headers.
-    - Anything unexpected (a bug) is a 500 in Docker's format rather than a
-      dropped connection.
+    - Anything unexpected (a bug) is logged with its traceback and answered
+      500 in Docker's format, without Python's words, rather than dropped.
     - On a replica, every request but ``/_ping`` goes to the primary,
       streams and hijacked connections included.
     """
@@ -183,8 +186,10 @@ def _served(manager: Manager, handler: Handler) -> Handler:
         except web.HTTPException as exc:
             stamp(manager, exc.headers)
             raise
-        except Exception as exc:
-            response = error(500, f"swarmctl: {type(exc).__name__}: {exc}")
+        except Exception:
+            # A bug: its traceback once in the log, and a short answer in Docker's words (never Python's).
+            log.exception("failed to answer %s %s", request.method, request.path)
+            response = error(500, f"the manager failed to answer {request.method} {request.path}; its log says why")
         if type(response) is not Answer and not response.prepared:
             stamp(manager, response.headers)
         return response

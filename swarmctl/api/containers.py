@@ -17,9 +17,9 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import ask
 from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
+from .bodies import BadBody, container_config
 from .container_filters import compile_filters, limit_of
 from .context import Manager, manager_of
-from .create_body import BadBody, container_config
 from .filters import parse_filters
 from .headers import answer, prepare
 from .proxy import error, forward, hijack, query_flag, version_prefix

@@ -45,6 +45,7 @@ from ..cluster.resources import (
 )
 from ..scheduler import ExpressionError, NoNodeError
 from ..scheduler.placement import CREATE_TRIES
+from .bodies import NETWORK_CONNECT, NETWORK_CREATE, NETWORK_DISCONNECT
 from .context import Manager, manager_of
 from .filters import accept_only, boolean, label_matches, matches_all, parse_filters, refusal
 from .headers import answer
@@ -146,12 +147,12 @@ async def network_inspect(request: web.Request) -> web.StreamResponse:
 
 async def network_create(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
-    body = await json_body(request)
+    body = await json_body(request, NETWORK_CREATE)
     if isinstance(body, web.Response):
         return body
-    raw_name = body.get("Name")
-    if not isinstance(raw_name, str) or not raw_name:
-        return error(400, "invalid name: ")  # the engine's words
+    raw_name: str = body.get("Name") or ""  # a string or nothing: the body is checked (bodies.py)
+    if not raw_name:
+        return error(500, "invalid name: ")  # the engine's words and status
     node, name = split_node(raw_name)
     taken = [n for n in networks_of(manager.cluster.healthy()) if n.name == name]
     if taken and body.get("CheckDuplicate") is not False:  # an explicit false: a duplicate, as an engine makes
@@ -229,7 +230,7 @@ async def _container_and_network(
 
 async def network_connect(request: web.Request) -> web.StreamResponse:
     """On the container's node; an empty network the scheduler placed elsewhere comes along."""
-    body = await json_body(request)
+    body = await json_body(request, NETWORK_CONNECT)
     if isinstance(body, web.Response):
         return body
     found = await _container_and_network(request, body)
@@ -252,7 +253,7 @@ async def network_connect(request: web.Request) -> web.StreamResponse:
 
 
 async def network_disconnect(request: web.Request) -> web.StreamResponse:
-    body = await json_body(request)
+    body = await json_body(request, NETWORK_DISCONNECT)
     if isinstance(body, web.Response):
         return body
     found = await _container_and_network(request, body)

@@ -22,6 +22,8 @@ import aiohttp
 from aiohttp import web
 
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
+from .bodies import BadBody, body_of
+from .gotypes import Struct
 from .headers import prepare
 from .streams import ByteStream
 
@@ -126,16 +128,12 @@ def version_prefix(request: web.Request) -> str:
     return match[1] if match else ""
 
 
-async def json_body(request: web.Request) -> dict[str, Any] | web.Response:
-    """The request's JSON object, or the 400 an engine gives for a body that is not one."""
-    raw = await request.read()
+async def json_body(request: web.Request, kind: Struct) -> dict[str, Any] | web.Response:
+    """The request's JSON object as dockerd reads it into ``kind``, or the 400 it answers (bodies.py)."""
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError as exc:
-        return error(400, f"invalid JSON in the request body: {exc}")
-    if not isinstance(body, dict):
-        return error(400, f"invalid request body: expected a JSON object, not {type(body).__name__}")
-    return body
+        return body_of(await request.read(), kind)
+    except BadBody as exc:
+        return error(exc.status, exc.message)
 
 
 def request_headers(request: web.Request) -> dict[str, str]:

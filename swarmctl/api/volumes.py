@@ -25,6 +25,7 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import ask, on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
 from ..scheduler import ExpressionError, NoNodeError
+from .bodies import VOLUME_CREATE
 from .context import Manager, manager_of
 from .filters import accept_only, boolean, label_matches, matches_all, parse_filters
 from .headers import answer
@@ -92,12 +93,10 @@ async def volume_inspect(request: web.Request) -> web.StreamResponse:
 
 async def volume_create(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
-    body = await json_body(request)
+    body = await json_body(request, VOLUME_CREATE)
     if isinstance(body, web.Response):
         return body
-    raw_name = body.get("Name") or ""
-    if not isinstance(raw_name, str):
-        return error(400, "invalid volume name: expected a string")
+    raw_name: str = body.get("Name") or ""  # a string or nothing: the body is checked (bodies.py)
     node, name = split_node(raw_name)
     body["Name"] = name
     try:

@@ -1,11 +1,12 @@
-"""The body of ``POST /containers/create`` as dockerd 20.10 (API 1.41) types it, and its check.
+"""The request bodies the manager reads, as dockerd 20.10 (API 1.41) types them, and their checks.
 
-The types are ``runconfig.ContainerConfigWrapper`` and what it holds
-(``container.Config`` embedded, ``container.HostConfig`` with
-``container.Resources`` embedded, ``network.NetworkingConfig``), written out
-field by field with the names Go's errors use. Pointers are left out: Go's
-decoder looks through them, and so do its messages. Fields of newer API
-versions are not listed and pass through unchecked (gotypes.py).
+A container's create body is ``runconfig.ContainerConfigWrapper`` and what it
+holds (``container.Config`` embedded, ``container.HostConfig`` with
+``container.Resources`` embedded, ``network.NetworkingConfig``); networks
+and volumes have theirs. Each is written out field by field with the names
+Go's errors use. Pointers are left out: Go's decoder looks through them, and
+so do its messages. Fields of newer API versions are not listed and pass
+through unchecked (gotypes.py).
 """
 
 from __future__ import annotations
@@ -285,3 +286,65 @@ def container_config(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict) or not any(name in body for name in CONFIG_FIELDS):
         raise BadBody(400, "Config cannot be empty in order to create a container")
     return body
+
+
+IPAM = Struct(
+    "network.IPAM",
+    "IPAM",
+    {
+        "Driver": STRING,
+        "Options": STRING_MAP,
+        "Config": Slice(
+            "[]network.IPAMConfig",
+            Struct(
+                "network.IPAMConfig",
+                "IPAMConfig",
+                {"Subnet": STRING, "IPRange": STRING, "Gateway": STRING, "AuxiliaryAddresses": STRING_MAP},
+            ),
+        ),
+    },
+)
+
+NETWORK_CREATE = Struct(
+    "types.NetworkCreateRequest",
+    "NetworkCreateRequest",
+    {
+        "CheckDuplicate": BOOL,
+        "Driver": STRING,
+        "Scope": STRING,
+        "EnableIPv6": BOOL,
+        "IPAM": IPAM,
+        "Internal": BOOL,
+        "Attachable": BOOL,
+        "Ingress": BOOL,
+        "ConfigOnly": BOOL,
+        "ConfigFrom": Struct("network.ConfigReference", "ConfigReference", {"Network": STRING}),
+        "Options": STRING_MAP,
+        "Labels": STRING_MAP,
+        "Name": STRING,
+    },
+)
+NETWORK_CONNECT = Struct(
+    "types.NetworkConnect", "NetworkConnect", {"Container": STRING, "EndpointConfig": ENDPOINT_SETTINGS}
+)
+NETWORK_DISCONNECT = Struct("types.NetworkDisconnect", "NetworkDisconnect", {"Container": STRING, "Force": BOOL})
+VOLUME_CREATE = Struct(
+    "volume.VolumeCreateBody",
+    "VolumeCreateBody",
+    {"Driver": STRING, "DriverOpts": STRING_MAP, "Labels": STRING_MAP, "Name": STRING},
+)
+
+
+def body_of(raw: bytes, kind: Struct) -> dict[str, Any]:
+    """A network's or a volume's request body as dockerd reads it; :class:`BadBody` with its 400.
+
+    dockerd reads these with ``httputils.ReadJSON``: every refusal is 400,
+    an empty body ``got EOF while reading request body``.
+    """
+    try:
+        body: Any = check(loads(raw.decode("utf-8", errors="replace")), kind)
+    except EOFError:
+        raise BadBody(400, "got EOF while reading request body") from None
+    except (gojson.GoJSONError, gojson.NestedTooDeep, GoTypeError) as exc:
+        raise BadBody(400, str(exc)) from None
+    return body if isinstance(body, dict) else {}
