@@ -86,6 +86,10 @@ REFUSED: list[tuple[str, str, str | None]] = [
         )
         for data in bodies
     ),
+    ("GET", "/v1.41/events?since=abc&until=1", None),
+    ("GET", "/v1.41/events?since=1&until=2.x", None),
+    ("GET", "/v1.41/events?until=99999999999999999999", None),
+    ("GET", "/v1.41/events?filters=[1]&until=1", None),
     ("GET", "/v1.41/volumes?filters=" + quote('{"dangling":["maybe"]}'), None),
     ("GET", "/v1.41/networks?filters=" + quote('{"type":["bogus"]}'), None),
     ("GET", "/v1.41/containers/json?limit=99999999999999999999999", None),

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp import web
 from .. import __version__
 from .cluster_info import info_body
 from .context import MIN_API_VERSION, manager_of
-from .filters import parse_filters
+from .filters import parse_filters, refusal
 from .headers import answer, prepare
 
 
@@ -88,12 +89,19 @@ def _label_match(attributes: dict[str, str], wanted: str) -> bool:
 
 
 def _timestamp(text: str | None) -> float | None:
+    """``since``/``until`` as dockerd reads them: ``seconds[.nanoseconds]``, refused in Go's words (500).
+
+    The docker CLI turns ``--since 10m`` or a date into that form itself.
+    """
     if not text:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    seconds, dot, nanoseconds = text.partition(".")
+    for part in (seconds, nanoseconds) if dot else (seconds,):
+        if re.fullmatch(r"[+-]?\d+", part) is None:
+            raise refusal(500, f'strconv.ParseInt: parsing "{part}": invalid syntax')
+        if not -(1 << 63) <= int(part) < 1 << 63:
+            raise refusal(500, f'strconv.ParseInt: parsing "{part}": value out of range')
+    return int(seconds) + (int(nanoseconds[:9].ljust(9, "0")) / 1e9 if dot else 0.0)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
