@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
+from ..errors import in_words
 from .bodies import BadBody, body_of
 from .gotypes import Struct
 from .headers import prepare
@@ -181,7 +182,7 @@ async def forward(
             return await relay(request, upstream)
     except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
         engine.report_failure(exc)
-        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
 
 
 async def relay(
@@ -263,7 +264,7 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
         stream = await asyncio.wait_for(engine.open_connection(), 10)
     except (TimeoutError, OSError, ssl.SSLError) as exc:
         engine.report_failure(exc)
-        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
     try:
         head = [
             f"{request.method} {target} HTTP/1.1",
