@@ -262,3 +262,26 @@ def test_every_route_is_the_same_under_a_version() -> None:
         return differ
 
     assert asyncio.run(scenario()) == []
+
+
+def test_the_most_read_paths_are_found_by_lookup_at_every_version() -> None:
+    """``/vX.Y/info`` and the listings resolve to routes of their own (no scan), the same handlers as unversioned."""
+    app = make_app(manager())
+
+    async def resolved(method: str, path: str) -> Any:
+        return (await app.router.resolve(make_mocked_request(method, path, app=app))).route
+
+    async def scenario() -> list[str]:
+        wrong = []
+        for version in (app_module.EXACT_VERSIONS[0], "1.41", app_module.EXACT_VERSIONS[-1]):
+            for path in ("/info", "/containers/json", "/_ping", "/networks", "/volumes", "/images/json", "/version"):
+                route = await resolved("GET", f"/v{version}{path}")
+                if (
+                    not isinstance(route.resource, web.PlainResource)
+                    or route.handler is not (await resolved("GET", path)).handler
+                ):
+                    wrong.append(f"/v{version}{path}")
+        return wrong
+
+    assert asyncio.run(scenario()) == []
+    assert app_module.EXACT_VERSIONS[0] == "1.24" and "1.41" in app_module.EXACT_VERSIONS

@@ -13,7 +13,9 @@ is kept as short as aiohttp allows:
   made once per change of the nodes for cached answers, and set by the
   wrapper on any other (see headers.py);
 - under ``/vX.Y``, where aiohttp tries routes one by one, the listings and
-  ``/info`` are tried first (``_VERSIONED_FIRST``).
+  ``/info`` have routes of their own for every version a client asks at
+  (:data:`EXACT_VERSIONS`: a dictionary lookup), and are tried first for
+  any other version (``_VERSIONED_FIRST``).
 
 aiohttp's router answers by itself, with its plain-text 404, only what no
 route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
@@ -45,7 +47,7 @@ from . import (
     system,
     volumes,
 )
-from .context import MANAGER, Manager
+from .context import MANAGER, MIN_API_VERSION, Manager
 from .headers import Answer, stamp
 from .proxy import error, forward, hijack, upgrade_protocol
 
@@ -239,6 +241,12 @@ def _versioned_order(route: tuple[str, str, Handler]) -> int:
     return _VERSIONED_FIRST.index(path) if path in _VERSIONED_FIRST else len(_VERSIONED_FIRST)
 
 
+#: API versions whose most read paths get routes of their own (found by a lookup, not by trying the
+#: versioned routes one by one): every version from the oldest the manager serves to a few past
+#: dockerd 20.10's 1.41 (a newer client asks at the version the manager's ``Api-Version`` names).
+EXACT_VERSIONS = tuple(f"1.{minor}" for minor in range(int(MIN_API_VERSION.split(".")[1]), 46))
+
+
 def make_app(manager: Manager) -> web.Application:
     """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares, no signals."""
     app = web.Application(client_max_size=1 << 30)
@@ -246,6 +254,10 @@ def make_app(manager: Manager) -> web.Application:
     served = {handler: _served(manager, handler) for _, _, handler in ROUTES}
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, served[handler])
+    for method, path, handler in ROUTES:
+        if path in _VERSIONED_FIRST:
+            for version in EXACT_VERSIONS:
+                app.router.add_route(method, f"/v{version}{path}", served[handler])
     for method, path, handler in sorted(ROUTES, key=_versioned_order):  # stable: ROUTES' order after the first
         app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served[handler])
     app.router.add_route("*", "/{path:.*}", _served(manager, _page_not_found))
