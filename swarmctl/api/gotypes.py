@@ -90,18 +90,13 @@ class GoType:
 
 
 @dataclass(frozen=True)
-class Anything(GoType):
-    """``interface{}``: every JSON value fits."""
-
-
-@dataclass(frozen=True)
 class String(GoType):
     """A string, or a named string type (``container.NetworkMode``)."""
 
 
 @dataclass(frozen=True)
 class Bool(GoType):
-    pass
+    """``true`` or ``false`` only (Go takes no number or string for a bool)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +200,7 @@ class _Check:
 
     def value(self, value: Any, kind: GoType) -> Any:
         """``value`` as decoded into ``kind``: canonical field names; what does not fit is noted and left out."""
-        if value is None or isinstance(kind, Anything):
+        if value is None:
             return value
         if isinstance(kind, String):
             return value if isinstance(value, str) else self._wrong(value, kind)
