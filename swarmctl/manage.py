@@ -17,6 +17,7 @@ import kvstore
 
 from .api.app import make_app
 from .api.context import Manager
+from .api.server import runner as server_runner
 from .cluster.cluster import Cluster
 from .cluster.engine import EngineOptions
 from .discovery.base import Discovery
@@ -101,7 +102,7 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
             loop.call_soon_threadsafe(_set_role, manager, role)
 
         election = Election(store_url, config, advertise, ttl, on_change)
-    runner = web.AppRunner(make_app(manager), handler_cancellation=True, access_log=None)
+    runner = server_runner(make_app(manager))
     await runner.setup()
     try:
         for listen in settings.listens:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 
 from swarmctl import __version__
+from swarmctl.api import app as app_module
 from swarmctl.api.app import ROUTES, make_app
 from swarmctl.api.context import Manager
 from swarmctl.cluster.cluster import Cluster
@@ -119,16 +121,33 @@ def test_errors_are_written_as_the_engine_writes_them() -> None:
             ("GET", "/v1.41/containers/x/nope/more"),
             ("POST", "/info"),  # a known path, another method: dockerd's router says the same
             ("DELETE", "/"),
-            ("GET", "/containers/json?limit=x"),  # a bug (int("x")): said, not a dropped connection
+            ("GET", "/containers/json?limit=x"),  # dockerd: strconv.Atoi's error, 500
             ("GET", "/containers/json?filters=bad"),  # the handler's own HTTP error goes as it is
             ("GET", "/containers/nope/json"),
         ],
     )
-    assert [status for status, _, _ in answers] == [404, 404, 404, 404, 500, 400, 404]
+    assert [status for status, _, _ in answers] == [404, 404, 404, 404, 500, 500, 404]
     assert [message(a) for a in answers[:4]] == ["page not found"] * 4
-    assert message(answers[4]).startswith("swarmctl: ValueError: invalid literal for int()")
-    assert json.loads(answers[5][2]) == {"message": "invalid filters: bad"}
+    assert message(answers[4]) == 'strconv.Atoi: parsing "x": invalid syntax'
+    assert json.loads(answers[5][2]) == {"message": "invalid character 'b' looking for beginning of value"}
     assert message(answers[6]) == "No such container: nope"
+    for _, headers, _ in answers:
+        assert_ours(headers)  # raised HTTP errors too
+
+
+def test_a_bug_is_logged_once_and_answered_without_python_words(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise KeyError("an-internal-detail")
+
+    monkeypatch.setattr(app_module, "ROUTES", [("GET", "/broken", broken), *ROUTES])
+    with caplog.at_level(logging.ERROR, logger="swarmctl.api"):
+        ((status, headers, body),) = ask(manager(), [("GET", "/v1.41/broken")])
+    assert (status, headers["Content-Type"]) == (500, "application/json")
+    assert message((status, headers, body)) == "the manager failed to answer GET /v1.41/broken; its log says why"
+    logged = [record for record in caplog.records if record.name == "swarmctl.api"]
+    assert len(logged) == 1 and logged[0].exc_info is not None and logged[0].exc_info[0] is KeyError
     (status, headers, body), *_ = ask(manager(), [("HEAD", "/v1.41/info")])
     assert (status, headers["Content-Type"], body) == (404, "application/json", b"")
 
@@ -243,3 +262,26 @@ def test_every_route_is_the_same_under_a_version() -> None:
         return differ
 
     assert asyncio.run(scenario()) == []
+
+
+def test_the_most_read_paths_are_found_by_lookup_at_every_version() -> None:
+    """``/vX.Y/info`` and the listings resolve to routes of their own (no scan), the same handlers as unversioned."""
+    app = make_app(manager())
+
+    async def resolved(method: str, path: str) -> Any:
+        return (await app.router.resolve(make_mocked_request(method, path, app=app))).route
+
+    async def scenario() -> list[str]:
+        wrong = []
+        for version in (app_module.EXACT_VERSIONS[0], "1.41", app_module.EXACT_VERSIONS[-1]):
+            for path in ("/info", "/containers/json", "/_ping", "/networks", "/volumes", "/images/json", "/version"):
+                route = await resolved("GET", f"/v{version}{path}")
+                if (
+                    not isinstance(route.resource, web.PlainResource)
+                    or route.handler is not (await resolved("GET", path)).handler
+                ):
+                    wrong.append(f"/v{version}{path}")
+        return wrong
+
+    assert asyncio.run(scenario()) == []
+    assert app_module.EXACT_VERSIONS[0] == "1.24" and "1.41" in app_module.EXACT_VERSIONS

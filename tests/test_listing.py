@@ -10,6 +10,9 @@ import pytest
 from aiohttp import web
 
 from swarmctl.api.containers import PIECE, Listing
+from swarmctl.api.context import MANAGER, Manager
+from swarmctl.cluster.cluster import Cluster
+from swarmctl.cluster.engine import EngineOptions
 
 
 @pytest.mark.parametrize("count", [0, 1, PIECE, PIECE + 1, 3 * PIECE + 7])
@@ -21,8 +24,9 @@ def test_written_in_pieces_as_joined(count: int) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await listing.write(request)
 
-    async def scenario() -> tuple[int, str, bytes]:
+    async def scenario() -> tuple[int, str, dict[str, str], bytes]:
         app = web.Application()
+        app[MANAGER] = Manager(Cluster(EngineOptions()))
         app.router.add_get("/containers/json", handler)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -37,13 +41,15 @@ def test_written_in_pieces_as_joined(count: int) -> None:
                 return (
                     int(response.headers["Content-Length"]),
                     response.headers["Content-Type"],
+                    dict(response.headers),
                     await response.read(),
                 )
         finally:
             await runner.cleanup()
 
-    length, kind, body = asyncio.run(scenario())
+    length, kind, headers, body = asyncio.run(scenario())
     assert kind == "application/json"
+    assert headers["Api-Version"] == "1.41" and headers["Server"].startswith("swarmctl/")  # streamed, still ours
     assert length == len(body) == listing.size
     assert body == listing.body()
     assert [c["Names"] for c in json.loads(body)] == [[f"/node1/c{i}"] for i in range(count)]

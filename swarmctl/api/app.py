@@ -9,11 +9,13 @@ is kept as short as aiohttp allows:
   Each route's handler is wrapped once instead, when the app is made
   (:func:`_served`: errors as JSON, a replica's requests to the primary),
   and a catch-all route sends unknown paths through the same wrapper;
-- the headers every answer carries are set by one ``on_response_prepare``
-  callback (streamed and relayed answers need them too) from values made
-  once (``Server``) or once per change of the nodes (``Api-Version``);
+- no ``on_response_prepare`` signal: the headers every answer carries are
+  made once per change of the nodes for cached answers, and set by the
+  wrapper on any other (see headers.py);
 - under ``/vX.Y``, where aiohttp tries routes one by one, the listings and
-  ``/info`` are tried first (``_VERSIONED_FIRST``).
+  ``/info`` have routes of their own for every version a client asks at
+  (:data:`EXACT_VERSIONS`: a dictionary lookup), and are tried first for
+  any other version (``_VERSIONED_FIRST``).
 
 aiohttp's router answers by itself, with its plain-text 404, only what no
 route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
@@ -22,14 +24,13 @@ route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from aiohttp import hdrs, web
-from multidict import istr
+from aiohttp import web
 
-from .. import __version__
 from ..replication import PrimaryPeer
 from . import (
     archives,
@@ -46,7 +47,8 @@ from . import (
     system,
     volumes,
 )
-from .context import MANAGER, Manager
+from .context import MANAGER, MIN_API_VERSION, Manager
+from .headers import Answer, stamp
 from .proxy import error, forward, hijack, upgrade_protocol
 
 #: Proxied as they are to the node that owns the container. Refs may hold a slash
@@ -54,6 +56,8 @@ from .proxy import error, forward, hijack, upgrade_protocol
 CONTAINER_ACTIONS = (
     "start|stop|restart|kill|pause|unpause|rename|update|wait|resize|top|logs|stats|archive|export|changes"
 )
+
+log = logging.getLogger("swarmctl.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -161,12 +165,14 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     a write). Wrapping each route's handler once, when the app is made, costs
     one frame per request and a test of two attributes on a primary.
 
+    - An answer not yet sent and not an :class:`Answer` gets the headers
+      every answer carries (headers.py).
     - Unknown paths and a known path's other methods: ``404 page not found``
       (as dockerd's router answers them; the catch-all route sends unknown
       paths here too).
-    - Any other HTTP exception goes out as aiohttp writes it.
-    - Anything unexpected (a bug) is a 500 in Docker's format rather than a
-      dropped connection.
+    - Any other HTTP exception goes out as aiohttp writes it, with our headers.
+    - Anything unexpected (a bug) is logged with its traceback and answered
+      500 in Docker's format, without Python's words, rather than dropped.
     - On a replica, every request but ``/_ping`` goes to the primary,
       streams and hijacked connections included.
     """
@@ -174,14 +180,21 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
         try:
             if manager.replicated and not manager.role.primary and not request.path.endswith("/_ping"):
-                return await _to_primary(manager, request)
-            return await handler(request)
+                response = await _to_primary(manager, request)
+            else:
+                response = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-            return error(404, "page not found")
-        except web.HTTPException:
+            response = error(404, "page not found")
+        except web.HTTPException as exc:
+            stamp(manager, exc.headers)
             raise
-        except Exception as exc:
-            return error(500, f"swarmctl: {type(exc).__name__}: {exc}")
+        except Exception:
+            # A bug: its traceback once in the log, and a short answer in Docker's words (never Python's).
+            log.exception("failed to answer %s %s", request.method, request.path)
+            response = error(500, f"the manager failed to answer {request.method} {request.path}; its log says why")
+        if type(response) is not Answer and not response.prepared:
+            stamp(manager, response.headers)
+        return response
 
     return serve
 
@@ -216,34 +229,6 @@ async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Reques
     return web.json_response(info)
 
 
-#: What every answer says about its server (the same for the whole process).
-SERVER = f"swarmctl/{__version__}"
-_API_VERSION = istr("Api-Version")
-_EXPERIMENTAL = istr("Docker-Experimental")
-_OSTYPE = istr("Ostype")
-
-
-def _headers_for(manager: Manager) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """The ``on_response_prepare`` callback: every answer (ours, relayed, streamed, an error) says who serves it.
-
-    ``Api-Version`` and ``Server`` are ours even on an answer relayed from an
-    engine; ``Docker-Experimental`` and ``Ostype`` are the engine's when it
-    sent them. The API version is worked out once per cluster change
-    (:meth:`Manager.api_version`), the rest once.
-    """
-
-    async def headers(request: web.Request, response: web.StreamResponse) -> None:
-        sent = response.headers
-        sent[_API_VERSION] = manager.api_version()
-        sent[hdrs.SERVER] = SERVER
-        if _EXPERIMENTAL not in sent:
-            sent[_EXPERIMENTAL] = "false"
-        if _OSTYPE not in sent:
-            sent[_OSTYPE] = "linux"
-
-    return headers
-
-
 #: The versioned routes aiohttp tries first, most read first. The docker CLI and the SDK always ask
 #: under ``/vX.Y``, and aiohttp tries those routes one after the other (their first segment is not
 #: fixed, so its index of paths cannot narrow them down), so a listing or ``/info`` should not wait
@@ -256,15 +241,24 @@ def _versioned_order(route: tuple[str, str, Handler]) -> int:
     return _VERSIONED_FIRST.index(path) if path in _VERSIONED_FIRST else len(_VERSIONED_FIRST)
 
 
+#: API versions whose most read paths get routes of their own (found by a lookup, not by trying the
+#: versioned routes one by one): every version from the oldest the manager serves to a few past
+#: dockerd 20.10's 1.41 (a newer client asks at the version the manager's ``Api-Version`` names).
+EXACT_VERSIONS = tuple(f"1.{minor}" for minor in range(int(MIN_API_VERSION.split(".")[1]), 46))
+
+
 def make_app(manager: Manager) -> web.Application:
-    """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares (see above)."""
+    """The manager's routes, each as it is and under ``/vX.Y``, then the catch-all; no middlewares, no signals."""
     app = web.Application(client_max_size=1 << 30)
     app[MANAGER] = manager
     served = {handler: _served(manager, handler) for _, _, handler in ROUTES}
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, served[handler])
+    for method, path, handler in ROUTES:
+        if path in _VERSIONED_FIRST:
+            for version in EXACT_VERSIONS:
+                app.router.add_route(method, f"/v{version}{path}", served[handler])
     for method, path, handler in sorted(ROUTES, key=_versioned_order):  # stable: ROUTES' order after the first
         app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served[handler])
     app.router.add_route("*", "/{path:.*}", _served(manager, _page_not_found))
-    app.on_response_prepare.append(_headers_for(manager))
     return app

@@ -26,6 +26,7 @@ from aiohttp import web
 from ..cluster.engine import Engine
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply, iter_lines, on_each
 from ..cluster.transfer import copy_image
+from ..errors import in_words
 from .context import manager_of
 from .proxy import LazyStream, error, error_line, forward, relay, request_headers
 
@@ -183,7 +184,7 @@ async def import_image(request: web.Request) -> web.StreamResponse:
                     image_id = status
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         source.report_failure(exc)
-        reason = f"cannot reach node {source.name} ({source.addr}): {exc or type(exc).__name__}"
+        reason = f"cannot reach node {source.name} ({source.addr}): {in_words(exc)}"
         if out.response is None:
             return error(500, reason)
         await out.write(error_line(reason))

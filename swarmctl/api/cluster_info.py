@@ -348,7 +348,9 @@ def info_body(manager: Manager) -> bytes:
     second, not copied for every request.
     """
     second = int(time.time())
+    return manager.cached("info+live", lambda: _with_live(manager, second), stamp=second)
+
+
+def _with_live(manager: Manager, second: int) -> bytes:
     cluster = manager.cached("info", lambda: build_body(manager), stamp=second)
-    return manager.cached(
-        "info+live", lambda: cluster[:-1] + b", " + json.dumps(_dynamic(manager)).encode()[1:], stamp=second
-    )
+    return cluster[:-1] + b", " + json.dumps(_dynamic(manager)).encode()[1:]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import json
 import operator
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +17,11 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import ask
 from ..scheduler import ContainerRequest, ExpressionError, Scheduler
 from ..scheduler.placement import placer_for
+from .bodies import BadBody, container_config
+from .container_filters import compile_filters, limit_of
 from .context import Manager, manager_of
 from .filters import parse_filters
+from .headers import answer, prepare
 from .proxy import error, forward, hijack, query_flag, version_prefix
 
 #: POST actions after which the cache is refreshed before answering, so that
@@ -42,37 +43,15 @@ def with_node_names(engine: Engine, container: dict[str, Any]) -> dict[str, Any]
     return listed
 
 
-def _matches(engine: Engine, container: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "status" and container.get("State") not in values:
-            return False
-        if key == "id" and not any(container["Id"].startswith(v) for v in values):
-            return False
-        if key == "name":
-            names = [n.lstrip("/") for n in container.get("Names") or []]
-            full = [f"{engine.name}/{n}" for n in names]
-            if not any(re.search(v, n) for v in values for n in names + full):
-                return False
-        if key == "label":
-            labels = container.get("Labels") or {}
-            for wanted in values:
-                k, sep, v = wanted.partition("=")
-                if k not in labels or (sep and labels[k] != v):
-                    return False
-        if key == "node" and not any(fnmatch.fnmatch(engine.name, v) or engine.addr == v for v in values):
-            return False
-        if key == "ancestor" and not any(container.get("Image") == v or container.get("ImageID") == v for v in values):
-            return False
-    return True
-
-
 def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[str]], limit: int) -> list[Any]:
+    """The containers ``filters`` keep (refused as dockerd refuses them), newest first, at most ``limit``."""
+    matches = compile_filters(manager, filters)
     found = []
     for engine in manager.cluster.healthy():
         for container in engine.containers.values():
             if not show_all and container.get("State") != "running" and "status" not in filters:
                 continue
-            if _matches(engine, container, filters):
+            if matches(engine, container):
                 found.append(with_node_names(engine, container))
     found.sort(key=lambda c: c.get("Created", 0), reverse=True)
     return found[:limit] if limit > 0 else found
@@ -126,13 +105,18 @@ class Listing:
         return cls(lines, 2 + sum(map(len, lines)) + 2 * max(len(lines) - 1, 0))
 
     def body(self) -> bytes:
-        return b"[" + b", ".join(self.lines) + b"]"
+        """The JSON array, joined the first time it is asked for and kept with the listing (a small one)."""
+        joined: bytes | None = self.__dict__.get("_joined")
+        if joined is None:
+            joined = b"[" + b", ".join(self.lines) + b"]"
+            self.__dict__["_joined"] = joined  # frozen dataclass: its fields stay as they are
+        return joined
 
     async def write(self, request: web.Request) -> web.StreamResponse:
         """The listing written in pieces of :data:`PIECE` lines (nothing of its size is allocated)."""
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.content_length = self.size
-        await response.prepare(request)
+        await prepare(request, response)
         with contextlib.suppress(ConnectionResetError):  # the client hung up: nothing more to say
             await response.write(b"[")
             for start in range(0, len(self.lines), PIECE):
@@ -155,7 +139,7 @@ async def containers_json(request: web.Request) -> web.StreamResponse:
     query = request.query
     show_all = query_flag(request, "all")
     filters = parse_filters(query.get("filters"))
-    limit = int(query.get("limit") or -1)
+    limit = limit_of(query.get("limit"))
     if query_flag(request, "size"):
         return await _with_sizes(request, list_containers(manager, show_all, filters, limit))
     if not filters and limit <= 0:
@@ -169,7 +153,7 @@ async def _plain_listing(request: web.Request, manager: Manager, show_all: bool)
     listing: Listing = manager.kept(f"ps-lines:{show_all}", manager.generation(), lambda: Listing.of(manager, show_all))
     if listing.size > KEEP_BELOW:
         return await listing.write(request)
-    return web.Response(body=manager.cached(f"ps:{show_all}", listing.body), content_type="application/json")
+    return answer(manager, listing.body())
 
 
 async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web.Response:
@@ -223,7 +207,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
             raw = engine.inspects.raw(cid)
         except KeyError:  # listed, not inspected yet
             return await forward(request, engine, _target(request, cid, "/json"))
-    return web.Response(body=_with_node(raw, engine), content_type="application/json")
+    return answer(manager_of(request), _with_node(raw, engine))
 
 
 def _with_node(raw: bytes, engine: Engine) -> bytes:
@@ -311,12 +295,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     """
     manager = manager_of(request)
     try:
-        config = json.loads(await request.read() or b"{}")
-        wanted = ContainerRequest.from_body(config)
+        wanted = ContainerRequest.from_body(container_config(await request.read()))
+    except BadBody as exc:
+        return error(exc.status, exc.message)
     except ExpressionError as exc:
-        return _json_answer(400, json.dumps({"message": str(exc)}).encode())
-    except ValueError:
-        return _json_answer(400, b'{"message": "invalid JSON in the container configuration"}')
+        return error(400, str(exc))
     outcome = await placer_for(manager.cluster).create(
         _scheduler(manager),
         wanted,

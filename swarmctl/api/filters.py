@@ -4,36 +4,50 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from aiohttp import web
 
 from . import gojson
 
 
-def parse_filters(raw: str | None) -> dict[str, list[str]]:
-    """``{"status": ["running"]}`` from either the map-of-lists or the old map-of-bools form."""
-    if not raw:
-        return {}
+def parse_filters(raw: str | None, *, status: int = 500, context: str = "") -> dict[str, list[str]]:
+    """``filters`` as dockerd reads them (:func:`parse_filters_as_dockerd`), refused as it refuses them.
+
+    dockerd answers a ``filters`` that does not decode 500 with Go's words;
+    the volume listing says 400 and puts ``context`` before them.
+    """
     try:
-        decoded = json.loads(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"message": f"invalid filters: {raw}"}), content_type="application/json"
-        ) from None
-    filters: dict[str, list[str]] = {}
-    for key, value in (decoded or {}).items():
-        if isinstance(value, dict):
-            filters[key] = [k for k, on in value.items() if on]
-        elif isinstance(value, list):
-            filters[key] = [str(v) for v in value]
-        else:
-            filters[key] = [str(value)]
-    return filters
+        return parse_filters_as_dockerd(raw or "")
+    except gojson.GoJSONError as exc:
+        raise refusal(status, context + str(exc)) from None
+    except gojson.NestedTooDeep as exc:
+        raise refusal(400, str(exc)) from None
 
 
-def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(body=json.dumps({"message": message}).encode(), content_type="application/json")
+def refusal(status: int, message: str) -> web.HTTPException:
+    """An HTTP exception whose body is Docker's ``{"message": ...}`` (raised from deep inside a listing)."""
+    exception = web.HTTPBadRequest if status == 400 else web.HTTPInternalServerError
+    return exception(body=json.dumps({"message": message}).encode(), content_type="application/json")
+
+
+def accept_only(filters: Mapping[str, list[str]], names: Collection[str]) -> None:
+    """dockerd's ``Validate``: a filter name it does not know is 400 ``Invalid filter 'name'``."""
+    for key in filters:
+        if key not in names:
+            raise refusal(400, f"Invalid filter '{key}'")
+
+
+def boolean(filters: Mapping[str, list[str]], key: str) -> bool | None:
+    """dockerd's ``GetBoolOrDefault``: None if ``key`` is absent, else its value ("true"/"1", "false"/"0")."""
+    if key not in filters:
+        return None
+    values = set(filters[key])
+    true, false = bool(values & {"true", "1"}), bool(values & {"false", "0"})
+    if true == false:  # neither, both, or no value at all
+        shown = f"=[{' '.join(filters[key])}]" if filters[key] else ""
+        raise refusal(400, f"Invalid filter '{key}{shown}'")
+    return true
 
 
 def matches_all(filters: dict[str, list[str]], checks: Mapping[str, Callable[[str], bool]]) -> bool:
@@ -45,12 +59,12 @@ def matches_all(filters: dict[str, list[str]], checks: Mapping[str, Callable[[st
     for key, values in filters.items():
         check = checks.get(key)
         if check is None:
-            raise _bad_request(f"Invalid filter '{key}'")
+            raise refusal(400, f"Invalid filter '{key}'")
         try:
             if not any(check(value) for value in values):
                 return False
         except re.error as exc:
-            raise _bad_request(f"invalid filter {key}={values[0]}: {exc}") from None
+            raise refusal(400, f"invalid filter {key}={values[0]}: {exc}") from None
     return True
 
 

@@ -22,6 +22,8 @@ _KINDS: dict[type, str] = {dict: "object", list: "array", str: "string", bool: "
 _WHITESPACE = " \t\r\n"
 _LITERALS = {"t": "true", "f": "false", "n": "null"}
 _ESCAPES = set('"\\/bfnrtu')
+#: How deep Go's scanner lets values nest (``maxNestingDepth`` in encoding/json).
+MAX_DEPTH = 10_000
 
 
 class GoJSONError(ValueError):
@@ -34,7 +36,10 @@ class _EndOfInput(Exception):
 
 def kind(value: Any) -> str:
     """Go's word for the JSON kind of a decoded value (``array``, ``string``...)."""
-    return _KINDS.get(type(value), "null")
+    found = _KINDS.get(type(value))
+    if found is None and value is not None:  # a subclass (a number keeping its literal, say)
+        found = next((word for kind_, word in _KINDS.items() if isinstance(value, kind_)), None)
+    return found or "null"
 
 
 def _quote(char: str) -> str:
@@ -69,12 +74,48 @@ class _Scanner:
         return GoJSONError(f"invalid character {_quote(self.text[self.pos])} {context}")
 
     def value(self) -> None:
+        """Scan one value, nested containers included, with a stack of its own rather than recursion.
+
+        Go's scanner refuses a value nested more than :data:`MAX_DEPTH` deep
+        (``exceeded max depth``); a recursive scan would stop long before that
+        with Python's ``RecursionError``.
+        """
+        closers: list[str] = []  # the closing bracket of each container we are in, innermost last
+        while True:
+            if self._begin_value(closers):
+                continue  # a container opened: its first member (or element) is read next
+            while closers:  # a value ended: close what it ended, or go on to the next member
+                char = self._skip()
+                if char == closers[-1]:
+                    self.pos += 1
+                    closers.pop()
+                    continue
+                is_object = closers[-1] == "}"
+                if char != ",":
+                    raise self._fail("after object key:value pair" if is_object else "after array element")
+                self.pos += 1
+                if is_object:
+                    self._key()
+                break
+            else:
+                return
+
+    def _begin_value(self, closers: list[str]) -> bool:
+        """Read a scalar, or open a container (True: its first member or element is next)."""
         char = self._skip()
-        if char == "{":
-            self._container("}", key=True)
-        elif char == "[":
-            self._container("]", key=False)
-        elif char == '"':
+        if char in "{[":
+            if len(closers) >= MAX_DEPTH:
+                raise self._fail("exceeded max depth")
+            self.pos += 1
+            close = "}" if char == "{" else "]"
+            if self._skip() == close:
+                self.pos += 1
+                return False
+            closers.append(close)
+            if close == "}":
+                self._key()
+            return True
+        if char == '"':
             self._string()
         elif char == "-" or char.isdigit():
             self._number()
@@ -82,28 +123,15 @@ class _Scanner:
             self._literal(_LITERALS[char])
         else:
             raise self._fail("looking for beginning of value")
+        return False
 
-    def _container(self, close: str, *, key: bool) -> None:
+    def _key(self) -> None:
+        if self._skip() != '"':
+            raise self._fail("looking for beginning of object key string")
+        self._string()
+        if self._skip() != ":":
+            raise self._fail("after object key")
         self.pos += 1
-        if self._skip() == close:
-            self.pos += 1
-            return
-        while True:
-            if key:
-                if self._skip() != '"':
-                    raise self._fail("looking for beginning of object key string")
-                self._string()
-                if self._skip() != ":":
-                    raise self._fail("after object key")
-                self.pos += 1
-            self.value()
-            char = self._skip()
-            if char == close:
-                self.pos += 1
-                return
-            if char != ",":
-                raise self._fail("after object key:value pair" if key else "after array element")
-            self.pos += 1
 
     def _string(self) -> None:
         self.pos += 1
@@ -151,25 +179,64 @@ class _Scanner:
             self.pos += 1
 
 
+class NestedTooDeep(ValueError):
+    """A value Go would read but nested deeper than the manager reads (``depth`` levels).
+
+    Go reads up to :data:`MAX_DEPTH` levels; Python's decoder recurses and
+    stops near a thousand. No Docker client sends anything near a hundred, so
+    the manager refuses such a body with a message of its own rather than
+    raise the interpreter's recursion limit (a crash of the whole process if
+    the C stack runs out).
+    """
+
+    def __init__(self, depth: int = 900) -> None:
+        super().__init__(depth)
+        self.depth = depth
+
+    def __str__(self) -> str:
+        return f"the JSON value is nested too deeply for the manager to read (at most {self.depth} levels)"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's decoder reads NaN and Infinity; Go's does not
+
+
+def _decoded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NestedTooDeep from None
+
+
 def decode_first(text: str) -> Any:
     """The first JSON value of a request body, as ``json.NewDecoder(body).Decode`` reads it.
 
     What follows the value is not read (Go's decoder stops there). An empty
     body raises :class:`EOFError` (dockerd then says ``got EOF while reading
-    request body``); a body cut short raises ``unexpected EOF``.
+    request body``); a body cut short raises ``unexpected EOF``. A body that
+    is one well-formed value (nearly all) is decoded by ``json`` at once; the
+    scanner runs only to word an error as Go does or find where the value ends.
     """
     if not text.strip(_WHITESPACE):
         raise EOFError
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        pass
     scanner = _Scanner(text)
     try:
         scanner.value()
     except _EndOfInput:
         raise GoJSONError("unexpected EOF") from None
-    return json.loads(text[: scanner.pos])
+    return _decoded(text[: scanner.pos])
 
 
 def unmarshal(text: str) -> Any:
     """The whole of ``text`` as one JSON value, as ``json.Unmarshal`` reads it (nothing may follow)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        pass
     scanner = _Scanner(text)
     try:
         scanner.value()
@@ -179,4 +246,4 @@ def unmarshal(text: str) -> Any:
             scanner.pos += 1
     except _EndOfInput:
         raise GoJSONError("unexpected end of JSON input") from None
-    return json.loads(text)
+    return _decoded(text)

@@ -23,6 +23,7 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import STREAM_TIMEOUT, on_each
 from .archives import import_image
 from .context import manager_of
+from .headers import answer
 from .proxy import LazyStream, error, error_line, failure, forward, query_flag
 
 #: What an engine lists for an image without tags or digests.
@@ -66,7 +67,7 @@ async def images_json(request: web.Request) -> web.Response:
     def build() -> bytes:
         return json.dumps(merge_images(engine.images for engine in manager.cluster.healthy())).encode()
 
-    return web.Response(body=manager.cached("images", build), content_type="application/json")
+    return answer(manager, manager.cached("images", build))
 
 
 async def commit(request: web.Request) -> web.StreamResponse:

@@ -45,8 +45,10 @@ from ..cluster.resources import (
 )
 from ..scheduler import ExpressionError, NoNodeError
 from ..scheduler.placement import CREATE_TRIES
+from .bodies import NETWORK_CONNECT, NETWORK_CREATE, NETWORK_DISCONNECT
 from .context import Manager, manager_of
-from .filters import label_matches, matches_all, parse_filters
+from .filters import accept_only, boolean, label_matches, matches_all, parse_filters, refusal
+from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
@@ -58,6 +60,10 @@ def _listed(manager: Manager) -> list[tuple[Network, str]]:
     networks = networks_of(manager.cluster.healthy())
     shown = shown_network_names(networks)
     return [(n, shown[id(n)]) for n in networks]
+
+
+#: What dockerd's network listing filters on.
+NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
 
 
 def _used(network: Network) -> bool:
@@ -74,9 +80,7 @@ def _keep(network: Network, shown: str, filters: dict[str, list[str]]) -> bool:
         "scope": lambda v: (data.get("Scope") or "local") == v,
         "type": lambda v: (network.name in PREDEFINED_NETWORKS) == (v == "builtin"),
         "label": lambda v: label_matches(data.get("Labels") or {}, v),
-        "dangling": lambda v: (
-            (not _used(network) and network.name not in PREDEFINED_NETWORKS) == (v.lower() in ("true", "1"))
-        ),
+        "dangling": lambda v: (not _used(network) and network.name not in PREDEFINED_NETWORKS) == (v in ("true", "1")),
     }
     return matches_all(filters, checks)
 
@@ -103,13 +107,18 @@ def _visible(data: dict[str, Any]) -> dict[str, Any]:
 async def networks_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
     filters = parse_filters(request.query.get("filters"))
+    accept_only(filters, NETWORK_FILTERS)
+    boolean(filters, "dangling")
+    for kind in filters.get("type", []):
+        if kind not in ("custom", "builtin"):
+            raise refusal(500, f"invalid filter: 'type'='{kind}'")
     if not filters:
         body = manager.cached(
             "networks", lambda: json.dumps([_as_listed(n, shown) for n, shown in _listed(manager)]).encode()
         )
     else:
         body = json.dumps([_as_listed(n, s) for n, s in _listed(manager) if _keep(n, s, filters)]).encode()
-    return web.Response(body=body, content_type="application/json")
+    return answer(manager, body)
 
 
 def _lookup(request: web.Request, ref: str) -> Network | web.Response:
@@ -138,12 +147,12 @@ async def network_inspect(request: web.Request) -> web.StreamResponse:
 
 async def network_create(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
-    body = await json_body(request)
+    body = await json_body(request, NETWORK_CREATE)
     if isinstance(body, web.Response):
         return body
-    raw_name = body.get("Name")
-    if not isinstance(raw_name, str) or not raw_name:
-        return error(400, "invalid name: ")  # the engine's words
+    raw_name: str = body.get("Name") or ""  # a string or nothing: the body is checked (bodies.py)
+    if not raw_name:
+        return error(500, "invalid name: ")  # the engine's words and status
     node, name = split_node(raw_name)
     taken = [n for n in networks_of(manager.cluster.healthy()) if n.name == name]
     if taken and body.get("CheckDuplicate") is not False:  # an explicit false: a duplicate, as an engine makes
@@ -221,7 +230,7 @@ async def _container_and_network(
 
 async def network_connect(request: web.Request) -> web.StreamResponse:
     """On the container's node; an empty network the scheduler placed elsewhere comes along."""
-    body = await json_body(request)
+    body = await json_body(request, NETWORK_CONNECT)
     if isinstance(body, web.Response):
         return body
     found = await _container_and_network(request, body)
@@ -244,7 +253,7 @@ async def network_connect(request: web.Request) -> web.StreamResponse:
 
 
 async def network_disconnect(request: web.Request) -> web.StreamResponse:
-    body = await json_body(request)
+    body = await json_body(request, NETWORK_DISCONNECT)
     if isinstance(body, web.Response):
         return body
     found = await _container_and_network(request, body)

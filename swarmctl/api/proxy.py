@@ -22,6 +22,10 @@ import aiohttp
 from aiohttp import web
 
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
+from ..errors import in_words
+from .bodies import BadBody, body_of
+from .gotypes import Struct
+from .headers import prepare
 from .streams import ByteStream
 
 
@@ -101,7 +105,7 @@ class LazyStream:
     async def write(self, data: bytes) -> None:
         if self.response is None:
             self.response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await self.response.prepare(self.request)
+            await prepare(self.request, self.response)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.response.write(data)
 
@@ -125,16 +129,12 @@ def version_prefix(request: web.Request) -> str:
     return match[1] if match else ""
 
 
-async def json_body(request: web.Request) -> dict[str, Any] | web.Response:
-    """The request's JSON object, or the 400 an engine gives for a body that is not one."""
-    raw = await request.read()
+async def json_body(request: web.Request, kind: Struct) -> dict[str, Any] | web.Response:
+    """The request's JSON object as dockerd reads it into ``kind``, or the 400 it answers (bodies.py)."""
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError as exc:
-        return error(400, f"invalid JSON in the request body: {exc}")
-    if not isinstance(body, dict):
-        return error(400, f"invalid request body: expected a JSON object, not {type(body).__name__}")
-    return body
+        return body_of(await request.read(), kind)
+    except BadBody as exc:
+        return error(exc.status, exc.message)
 
 
 def request_headers(request: web.Request) -> dict[str, str]:
@@ -182,7 +182,7 @@ async def forward(
             return await relay(request, upstream)
     except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
         engine.report_failure(exc)
-        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
 
 
 async def relay(
@@ -207,7 +207,7 @@ async def relay(
     response = web.StreamResponse(status=upstream.status, headers=headers)
     if length is not None:
         response.content_length = length
-    await response.prepare(request)
+    await prepare(request, response)
     at_line_start = True
     try:
         while True:
@@ -264,7 +264,7 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
         stream = await asyncio.wait_for(engine.open_connection(), 10)
     except (TimeoutError, OSError, ssl.SSLError) as exc:
         engine.report_failure(exc)
-        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
     try:
         head = [
             f"{request.method} {target} HTTP/1.1",

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,8 @@ from aiohttp import web
 from .. import __version__
 from .cluster_info import info_body
 from .context import MIN_API_VERSION, manager_of
-from .filters import parse_filters
+from .filters import parse_filters, refusal
+from .headers import answer, prepare
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -55,7 +57,8 @@ def _version_body(api: str) -> bytes:
 
 async def info(request: web.Request) -> web.Response:
     """The cluster's ``/info`` (see cluster_info.py)."""
-    return web.Response(body=info_body(manager_of(request)), content_type="application/json")
+    manager = manager_of(request)
+    return answer(manager, info_body(manager))
 
 
 def _event_matches(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
@@ -86,12 +89,19 @@ def _label_match(attributes: dict[str, str], wanted: str) -> bool:
 
 
 def _timestamp(text: str | None) -> float | None:
+    """``since``/``until`` as dockerd reads them: ``seconds[.nanoseconds]``, refused in Go's words (500).
+
+    The docker CLI turns ``--since 10m`` or a date into that form itself.
+    """
     if not text:
         return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    seconds, dot, nanoseconds = text.partition(".")
+    for part in (seconds, nanoseconds) if dot else (seconds,):
+        if re.fullmatch(r"[+-]?\d+", part) is None:
+            raise refusal(500, f'strconv.ParseInt: parsing "{part}": invalid syntax')
+        if not -(1 << 63) <= int(part) < 1 << 63:
+            raise refusal(500, f'strconv.ParseInt: parsing "{part}": value out of range')
+    return int(seconds) + (int(nanoseconds[:9].ljust(9, "0")) / 1e9 if dot else 0.0)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -102,7 +112,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     until = _timestamp(request.query.get("until"))
     queue = manager.cluster.bus.subscribe()
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
+    await prepare(request, response)
     try:
         if since is not None:
             for event in manager.cluster.bus.history():

@@ -25,8 +25,10 @@ from ..cluster.engine import Engine
 from ..cluster.fanout import ask, on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
 from ..scheduler import ExpressionError, NoNodeError
+from .bodies import VOLUME_CREATE
 from .context import Manager, manager_of
-from .filters import label_matches, matches_all, parse_filters
+from .filters import accept_only, boolean, label_matches, matches_all, parse_filters
+from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
@@ -38,10 +40,14 @@ def _keep(volume: Volume, filters: dict[str, list[str]]) -> bool:
         "name": lambda v: bool(re.search(v, volume.name)),
         "driver": lambda v: data.get("Driver") == v,
         "label": lambda v: label_matches(data.get("Labels") or {}, v),
-        "dangling": lambda v: (not _used(volume)) == (v.lower() in ("true", "1")),
+        "dangling": lambda v: (not _used(volume)) == (v in ("true", "1")),
         "node": lambda v: v in volume.nodes,
     }
     return matches_all(filters, checks)
+
+
+#: What dockerd's volume listing filters on, and the node of the cluster.
+VOLUME_FILTERS = ("dangling", "driver", "label", "name", "node")
 
 
 def _used(volume: Volume) -> list[tuple[Engine, list[str]]]:
@@ -52,7 +58,9 @@ def _used(volume: Volume) -> list[tuple[Engine, list[str]]]:
 
 async def volumes_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
-    filters = parse_filters(request.query.get("filters"))
+    filters = parse_filters(request.query.get("filters"), status=400, context="error reading volume filters: ")
+    accept_only(filters, VOLUME_FILTERS)
+    boolean(filters, "dangling")
 
     def listing(keep: Callable[[Volume], bool]) -> bytes:
         volumes = [v.data for v in volumes_of(manager.cluster.healthy()) if keep(v)]
@@ -62,7 +70,7 @@ async def volumes_json(request: web.Request) -> web.Response:
         body = manager.cached("volumes", lambda: listing(lambda v: True))
     else:
         body = listing(lambda v: _keep(v, filters))
-    return web.Response(body=body, content_type="application/json")
+    return answer(manager, body)
 
 
 def _lookup(request: web.Request) -> Volume | web.Response:
@@ -85,12 +93,10 @@ async def volume_inspect(request: web.Request) -> web.StreamResponse:
 
 async def volume_create(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
-    body = await json_body(request)
+    body = await json_body(request, VOLUME_CREATE)
     if isinstance(body, web.Response):
         return body
-    raw_name = body.get("Name") or ""
-    if not isinstance(raw_name, str):
-        return error(400, "invalid volume name: expected a string")
+    raw_name: str = body.get("Name") or ""  # a string or nothing: the body is checked (bodies.py)
     node, name = split_node(raw_name)
     body["Name"] = name
     try:

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from ..errors import in_words
 from .engine import Engine
 
 #: Called with each line of an engine's answer as it arrives (the newline included).
@@ -212,7 +213,7 @@ async def ask(
             return Reply(engine, response.status, bytes(seen))
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         engine.report_failure(exc)
-        return Reply(engine, 0, b"", f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}")
+        return Reply(engine, 0, b"", f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
 
 
 async def on_each(

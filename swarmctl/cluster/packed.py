@@ -16,7 +16,9 @@ changing it changes nothing in the cache (write the whole document back).
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import zlib
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ class Facts:
     memory: int
     #: Names of the ``local``-driver volumes it mounts (stopped containers too): their data is on its node.
     local_volumes: frozenset[str]
+    #: When it was created, in nanoseconds (the listing says seconds: ``before``/``since`` need the order).
+    created_ns: int = 0
 
     @classmethod
     def of(cls, inspect: dict[str, Any]) -> Facts:
@@ -46,7 +50,19 @@ class Facts:
             for mount in inspect.get("Mounts") or []
             if mount.get("Type") == "volume" and mount.get("Driver", "local") == "local"
         )
-        return cls(cpus, int(host.get("Memory") or 0), volumes)
+        return cls(cpus, int(host.get("Memory") or 0), volumes, _nanoseconds(str(inspect.get("Created") or "")))
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def _nanoseconds(stamp: str) -> int:
+    """Go's RFC 3339 time with nanoseconds (``2026-12-02T04:30:01.1234Z``) as nanoseconds since 1970; 0 if unread."""
+    parts = _RFC3339.fullmatch(stamp)
+    if parts is None:
+        return 0
+    seconds = datetime.datetime.fromisoformat(parts[1] + ("+00:00" if parts[3] == "Z" else parts[3]))
+    return int(seconds.timestamp()) * 1_000_000_000 + int((parts[2] or "").ljust(9, "0")[:9])
 
 
 class Inspects(MutableMapping[str, dict[str, Any]]):
@@ -69,6 +85,10 @@ class Inspects(MutableMapping[str, dict[str, Any]]):
     def raw(self, cid: str) -> bytes:
         """The inspect's JSON text, as the engine sent it (``KeyError`` if unknown)."""
         return zlib.decompress(self._packed[cid])
+
+    def facts_of(self, cid: str) -> Facts | None:
+        """One container's :class:`Facts` (None if it is not inspected yet)."""
+        return self._facts.get(cid)
 
     def facts(self) -> Iterator[Facts]:
         """Every container's :class:`Facts`."""

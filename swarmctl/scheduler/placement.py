@@ -57,6 +57,7 @@ import aiohttp
 from ..cluster.engine import EngineError
 from ..cluster.resources import LookupError_, find_network, move_network
 from ..cluster.transfer import copy_image
+from ..errors import in_words
 from . import NoNodeError, Scheduler, nodes_of
 from .request import ContainerRequest
 
@@ -235,7 +236,7 @@ class Placer:
             except LookupError_ as exc:
                 return Outcome(exc.status, _message(exc.message), engine)
             except (EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
-                reason = f"cannot move the network {name} to node {engine.name}: {exc or type(exc).__name__}"
+                reason = f"cannot move the network {name} to node {engine.name}: {in_words(exc)}"
                 return Outcome(500, _message(reason), engine)
         return None
 
@@ -260,14 +261,14 @@ class Placer:
                     status, body = response.status, await response.read()
             except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
                 engine.report_failure(exc)
-                reason = f"cannot reach node {engine.name} ({engine.addr}): {exc or type(exc).__name__}"
+                reason = f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}"
                 return Outcome(500, _message(reason), engine)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 # The create was sent: it may have happened. Another node would make a twin.
                 engine.report_failure(exc)
                 reason = (
                     f"node {engine.name} ({engine.addr}) did not answer the create, "
-                    f"which may have happened there: {exc or type(exc).__name__}"
+                    f"which may have happened there: {in_words(exc)}"
                 )
                 return Outcome(500, _message(reason), engine, final=True)
             if status != 201:

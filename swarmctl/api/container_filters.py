@@ -1,0 +1,192 @@
+"""``docker ps --filter`` over the cluster's cached containers, with dockerd's names, checks and refusals.
+
+Every filter dockerd 20.10 knows is applied here, from the summary each
+engine lists (``Status`` says the exit code and the health), and ``node``
+(Swarm's). A filter or a value dockerd refuses is refused with its status
+and words before anything is listed, so an empty cluster refuses as a busy one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..cluster.cluster import LookupError_
+from ..cluster.engine import Engine
+from .context import Manager
+from .filters import accept_only, boolean, refusal
+
+#: What dockerd's container listing filters on, and the node of the cluster.
+CONTAINER_FILTERS = (
+    "ancestor",
+    "before",
+    "expose",
+    "exited",
+    "health",
+    "id",
+    "isolation",
+    "is-task",
+    "label",
+    "name",
+    "network",
+    "node",
+    "publish",
+    "since",
+    "status",
+    "volume",
+)
+STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+HEALTH = ("starting", "healthy", "unhealthy", "none")
+#: The label a swarm-mode task's container carries (``is-task``).
+TASK_LABEL = "com.docker.swarm.task"
+_EXIT_CODE = re.compile(r"Exited \((-?\d+)\)")
+
+Match = Callable[[Engine, dict[str, Any]], bool]
+
+
+def _go_atoi(value: str) -> int:
+    """Go's ``strconv.Atoi``, refused in its words (dockerd answers them 500)."""
+    if re.fullmatch(r"[+-]?\d+", value) is None:
+        raise refusal(500, f'strconv.Atoi: parsing "{value}": invalid syntax')
+    number = int(value)
+    if not -(1 << 63) <= number < 1 << 63:
+        raise refusal(500, f'strconv.Atoi: parsing "{value}": value out of range')
+    return number
+
+
+def limit_of(raw: str | None) -> int:
+    """``limit``: dockerd's ``strconv.Atoi`` of it (empty: no limit)."""
+    return _go_atoi(raw) if raw else -1
+
+
+def _health(container: dict[str, Any]) -> str:
+    status = str(container.get("Status") or "")
+    for marker, health in (("(health: starting)", "starting"), ("(unhealthy)", "unhealthy"), ("(healthy)", "healthy")):
+        if marker in status:
+            return health
+    return "none"
+
+
+def _ports(value: str, key: str) -> tuple[int, int, str]:
+    """``80``, ``80/tcp``, ``8000-8080/udp``: the range and the protocol (dockerd's ``nat`` parsing)."""
+    if ":" in value:
+        raise refusal(500, f"filter for '{key}' should not contain ':': {value}")
+    port, _, proto = value.partition("/")
+    start, dash, end = port.partition("-")
+    try:
+        low, high = int(start), int(end) if dash else int(start)
+    except ValueError:
+        raise refusal(500, f"invalid range specified for {key}: {value}") from None
+    return low, high, (proto or "tcp").lower()
+
+
+def _port_match(container: dict[str, Any], field: str, wanted: list[tuple[int, int, str]]) -> bool:
+    for port in container.get("Ports") or []:
+        number = port.get(field)
+        if number and any(
+            low <= number <= high and (port.get("Type") or "tcp") == proto for low, high, proto in wanted
+        ):
+            return True
+    return False
+
+
+def compile_filters(manager: Manager, filters: dict[str, list[str]]) -> Match:
+    """The containers ``filters`` keep, as one test; every refusal dockerd makes is raised here, at once."""
+    accept_only(filters, CONTAINER_FILTERS)
+    for state in filters.get("status", []):
+        if state not in STATES:
+            raise refusal(400, f"Invalid filter 'status={state}'")
+    for health in filters.get("health", []):
+        if health not in HEALTH:
+            raise refusal(400, f"Unrecognised filter value for health: {health}")
+    exited = {_go_atoi(code) for code in filters.get("exited", [])}
+    is_task = boolean(filters, "is-task")
+    published = [_ports(v, "publish") for v in filters.get("publish", [])]
+    exposed = [_ports(v, "expose") for v in filters.get("expose", [])]
+    before = [_created_of(manager, ref) for ref in filters.get("before", [])]
+    since = [_created_of(manager, ref) for ref in filters.get("since", [])]
+    tests: list[Match] = []
+
+    def keep(test: Match) -> None:
+        tests.append(test)
+
+    if "status" in filters:
+        keep(lambda e, c: c.get("State") in filters["status"])
+    if "health" in filters:
+        keep(lambda e, c: _health(c) in filters["health"])
+    if exited:
+        keep(lambda e, c: (m := _EXIT_CODE.search(str(c.get("Status") or ""))) is not None and int(m[1]) in exited)
+    if is_task is not None:
+        keep(lambda e, c: (TASK_LABEL in (c.get("Labels") or {})) == is_task)
+    if published:
+        keep(lambda e, c: _port_match(c, "PublicPort", published))
+    if exposed:
+        keep(lambda e, c: _port_match(c, "PrivatePort", exposed))
+    if before:
+        keep(lambda e, c: _created(e, c) < min(before))
+    if since:
+        keep(lambda e, c: _created(e, c) > max(since))
+    if "id" in filters:
+        keep(lambda e, c: any(c["Id"].startswith(v) for v in filters["id"]))
+    if "name" in filters:
+        keep(lambda e, c: _name_match(e, c, filters["name"]))
+    if "label" in filters:
+        keep(lambda e, c: all(_label_match(c.get("Labels") or {}, wanted) for wanted in filters["label"]))
+    if "node" in filters:
+        keep(lambda e, c: any(fnmatch.fnmatch(e.name, v) or e.addr == v for v in filters["node"]))
+    if "ancestor" in filters:
+        keep(lambda e, c: any(c.get("Image") == v or c.get("ImageID") == v for v in filters["ancestor"]))
+    if "network" in filters:
+        keep(lambda e, c: _network_match(c, filters["network"]))
+    if "volume" in filters:
+        keep(
+            lambda e, c: any(
+                m.get("Name") in filters["volume"] or m.get("Destination") in filters["volume"]
+                for m in c.get("Mounts") or []
+            )
+        )
+    if "isolation" in filters:  # Linux engines: every container runs with the default isolation
+        keep(lambda e, c: "default" in filters["isolation"])
+    return lambda engine, container: all(test(engine, container) for test in tests)
+
+
+def _created(engine: Engine, container: dict[str, Any]) -> int:
+    """When ``container`` was created, in nanoseconds from its inspect (its listing says only the second)."""
+    facts = engine.inspects.facts_of(container["Id"])
+    if facts is not None and facts.created_ns:
+        return facts.created_ns
+    return int(container.get("Created") or 0) * 1_000_000_000
+
+
+def _created_of(manager: Manager, ref: str) -> int:
+    """When the container ``ref`` was created (``before``/``since``); dockerd's 500 if there is none."""
+    try:
+        engine, cid = manager.cluster.find_container(ref)
+    except LookupError_:
+        raise refusal(500, f"no such container {ref}") from None
+    return _created(engine, engine.containers.get(cid) or {"Id": cid})
+
+
+def _name_match(engine: Engine, container: dict[str, Any], wanted: list[str]) -> bool:
+    names = [n.lstrip("/") for n in container.get("Names") or []]
+    full = [f"{engine.name}/{n}" for n in names]
+    try:
+        return any(re.search(v, n) for v in wanted for n in names + full)
+    except re.error as exc:
+        raise refusal(500, f"error parsing regexp: {exc}") from None
+
+
+def _label_match(labels: dict[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def _network_match(container: dict[str, Any], wanted: list[str]) -> bool:
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    return any(
+        name == v or (settings or {}).get("NetworkID", "").startswith(v)
+        for name, settings in networks.items()
+        for v in wanted
+    )
