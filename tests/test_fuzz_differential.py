@@ -7,8 +7,8 @@ errors as Docker-style JSON ``{"message": ...}``, never in Python's words, and
 without a traceback in its log.
 
 The differences allowed are the refusals only a manager makes, for a create
-body whose fields all have the Engine API's types (a wrongly typed body must
-be refused as dockerd refuses it, before any rule is read):
+body that dockerd could read into its types (one it could not, "json: cannot
+unmarshal ...", must be refused as dockerd refuses it, before any rule is read):
 
 - a container it cannot place for a reason of the cluster
   (``-e constraint:node==elsewhere``, a ``--volumes-from`` or network that no
@@ -36,16 +36,26 @@ import json
 import re
 import string
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from tests.support import docker as dk
-from tests.support.differential import LogWatch, Pair, Reply, Request, placement_refusal, send, status_class
+from tests.support.differential import (
+    LogWatch,
+    Pair,
+    Reply,
+    Request,
+    decoded,
+    placement_refusal,
+    send,
+    status_class,
+)
 from tests.support.fuzzing import examples
 from tests.support.manager import managing
 from tests.support.process import wait_for
@@ -57,6 +67,8 @@ API = "/v1.41"
 JSON_TYPE = (("Content-Type", "application/json"),)
 #: Containers that exist throughout, for refs to find (created on dockerd before the fuzzing).
 TARGETS = ("fuzz-target-alpha", "fuzz-target-beta")
+#: A create body both accept.
+VALID_BODY = json.dumps({"Image": dk.IMAGE, "Cmd": ["true"]}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +98,133 @@ def target_ids(pair: Pair) -> list[str]:
         document = send(pair.engine, Request("GET", f"{API}/containers/{name}/json")).document
         found.append(str(document["Id"]))
     return found
+
+
+# -- differences known and not yet fixed -------------------------------------------------------
+#
+# Each is a class of requests on which the manager still answers otherwise than
+# dockerd, kept out of the generated tests (``assume``) so that these go on
+# checking everything else, and sent once by ``test_known_difference`` as a
+# strict xfail: when the manager is fixed the xfail passes, pytest fails, and
+# the entry is to be deleted here. The aim is an empty list.
+
+
+def _json(data: bytes | None) -> Any:
+    try:
+        return json.loads(data or b"")
+    except (ValueError, RecursionError):
+        return None
+
+
+def _depth(data: bytes) -> int:
+    """How deep ``[`` and ``{`` nest in ``data`` (outside strings)."""
+    deepest = level = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (byte == 0x5C, byte != 0x22)
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif byte in b"]}":
+            level -= 1
+    return deepest
+
+
+def _content_type(request: Request) -> str:
+    return next((v for k, v in request.headers if k.lower() == "content-type"), "")
+
+
+def _filters(request: Request) -> Any:
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+    return _json(query["filters"][0].encode()) if "filters" in query else None
+
+
+def _json_allowed(request: Request) -> bool:
+    """dockerd's check of a create: no Content-Type with no body, else application/json (parameters allowed)."""
+    kind = _content_type(request).split(";")[0].strip().lower()
+    return kind == "application/json" or (not kind and not request.body)
+
+
+@dataclass(frozen=True)
+class Known:
+    name: str
+    reason: str
+    matches: Callable[[Request], bool]
+    example: Request
+
+
+KNOWN: list[Known] = [
+    Known(
+        "create-content-type",
+        "dockerd refuses a create body sent as other than application/json (400); the manager reads it",
+        lambda r: r.method == "POST" and not _json_allowed(r),
+        Request("POST", f"{API}/containers/create", VALID_BODY, (("Content-Type", "text/plain"),)),
+    ),
+    Known(
+        "create-depth",
+        "a body nested 201 to 10,000 deep: dockerd reads it (here a type error, 500), the manager refuses it (400)",
+        lambda r: r.method == "POST" and 200 < _depth(r.body or b"") <= 10_000,
+        Request("POST", f"{API}/containers/create", b'{"Labels": ' + b"[" * 300 + b"]" * 300 + b"}", JSON_TYPE),
+    ),
+    Known(
+        "create-null-in-list",
+        'a null in VolumesFrom or Links: Go reads "", the manager None ("--volumes-from=None", a 500 of its own)',
+        lambda r: isinstance(b := _json(r.body), dict)
+        and isinstance(h := b.get("HostConfig"), dict)
+        and any(isinstance(h.get(k), list) and None in h[k] for k in ("VolumesFrom", "Links")),
+        Request("POST", f"{API}/containers/create", json.dumps({"Image": dk.IMAGE, "Cmd": ["true"],
+                "HostConfig": {"VolumesFrom": [None]}}).encode(), JSON_TYPE),
+    ),
+    Known(
+        "filter-without-values",
+        'a known filter with no values ({"dangling": null}, {"is-task": []}): dockerd ignores it, the manager refuses',
+        lambda r: isinstance(f := _filters(r), dict) and any(v in (None, [], {}) for v in f.values()),
+        Request("GET", f"{API}/volumes?" + urllib.parse.urlencode({"filters": '{"dangling": null}'})),
+    ),
+    Known(
+        "network-filter-dangling-twice",
+        'two values for dangling in a network list: dockerd refuses them (400), the manager takes either',
+        lambda r: "/networks" in r.path
+        and isinstance(f := _filters(r), dict)
+        and isinstance(f.get("dangling"), (list, dict))
+        and len(f["dangling"]) > 1,
+        Request("GET", f"{API}/networks?filters=" + urllib.parse.quote('{"dangling": ["bogus", "true"]}')),
+    ),
+    Known(
+        "filter-order",
+        "bad exited and health values together: dockerd reports exited's (500), the manager health's (400)",
+        lambda r: isinstance(f := _filters(r), dict) and "exited" in f and "health" in f,
+        Request("GET", f"{API}/containers/json?filters=" + urllib.parse.quote('{"exited": ["x"], "health": ["x"]}')),
+    ),
+    Known(
+        "ref-newline",
+        "a ref with a newline: neither router matches; dockerd answers a text 404, the manager a text 404 of aiohttp's",
+        lambda r: "/containers/" in r.path and "%0A" in r.path,
+        Request("GET", f"{API}/containers/a%0Ab/json"),
+    ),
+]  # fmt: skip
+
+
+def known(request: Request) -> bool:
+    return any(entry.matches(request) for entry in KNOWN)
+
+
+@pytest.mark.parametrize(
+    "entry", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=k.reason), id=k.name) for k in KNOWN]
+)
+def test_known_difference(pair: Pair, entry: Known) -> None:
+    if entry.example.method == "POST":
+        engine, manager = _send_create(
+            pair, lambda: entry.example.path, entry.example.body or b"", entry.example.headers
+        )
+    else:
+        engine, manager = pair.both(entry.example)
+    pair.check(entry.example, engine, manager, echoed=(entry.example.body or b"").decode(errors="replace"))
+    if pair.report is not None:  # SWARMCTL_FUZZ_REPORT: recorded rather than raised, still an expected failure
+        pytest.xfail(entry.reason)
 
 
 # -- values: of the right type, and of every other ---------------------------------------------
@@ -156,30 +295,6 @@ def kinds() -> dict[str, st.SearchStrategy[Any]]:
     }
 
 
-#: Kinds whose values are objects or lists with typed insides.
-_STRUCTURED = {"set": dict, "map": dict, "ports": dict, "restart": dict, "log": dict, "health": dict,
-               "endpoints": dict, "ulimits": list, "mounts": list}  # fmt: skip
-
-
-def _wrong_for(kind: str, value: Any) -> bool:
-    """Whether ``value`` (from :data:`ANY_JSON`) can never decode as ``kind`` (null always can)."""
-    if value is None:
-        return False
-    if kind == "str":
-        return not isinstance(value, str)
-    if kind == "bool":
-        return not isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63
-    if kind == "strslice" and isinstance(value, str):
-        return False
-    if kind in ("strs", "strslice"):
-        return not (isinstance(value, list) and all(isinstance(v, str) for v in value))
-    if kind == "map" and isinstance(value, dict):
-        return not all(isinstance(v, str) for v in value.values())
-    return not (isinstance(value, _STRUCTURED[kind]) and not value)  # only an empty one is surely right
-
-
 CONFIG_FIELDS = {
     "Hostname": "str", "Domainname": "str", "User": "str", "AttachStdin": "bool", "AttachStdout": "bool",
     "Tty": "bool", "OpenStdin": "bool", "StdinOnce": "bool", "ExposedPorts": "set", "Env": "strs",
@@ -207,22 +322,14 @@ RULES = st.sampled_from(
 
 
 @st.composite
-def create_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
-    """A create body from a valid one with a few fields changed; whether one of them has a wrong type."""
+def create_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """A create body from a valid one with a few fields changed, each to a value of its type or any JSON."""
     body: dict[str, Any] = {"Image": dk.IMAGE, "Cmd": ["true"]}
     host: dict[str, Any] = {}
     typed = kinds()
-    wrong = False
     for fields, target in ((CONFIG_FIELDS, body), (HOST_FIELDS, host)):
         for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True)):
-            kind = fields[name]
-            any_json = draw(st.integers(0, 2)) == 0
-            value = draw(ANY_JSON if any_json else typed[kind])
-            # A typed draw is of the right type, but for the bounds of an int64.
-            wrong = wrong or (
-                (any_json or kind in ("str", "bool", "int", "strs", "strslice")) and _wrong_for(kind, value)
-            )
-            target[name] = value
+            target[name] = draw(ANY_JSON if draw(st.integers(0, 2)) == 0 else typed[fields[name]])
     env = body.get("Env", [])
     if draw(st.booleans()) and isinstance(env, list):
         body["Env"] = [*draw(st.lists(RULES, min_size=1, max_size=2)), *env]
@@ -232,7 +339,7 @@ def create_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
         body["NetworkingConfig"] = {"EndpointsConfig": draw(typed["endpoints"])}
     if draw(st.integers(0, 9)) == 0:
         body[draw(st.text(string.ascii_letters, min_size=1, max_size=8))] = draw(ANY_JSON)  # an unknown field
-    return body, wrong
+    return body
 
 
 #: Container names: none, a fresh valid one (each side its own, both removed), or an invalid one.
@@ -267,21 +374,21 @@ def _send_create(pair: Pair, path_for: Any, body: bytes, headers: tuple[tuple[st
 
 @examples(900, slow_setup=True)
 @given(body=create_bodies(), name=NAMES)
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "HostConfig": [1, 2]}, True), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "HostConfig": {"PortBindings": {"80/tcp": "x"}}}, True), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "Env": {"a": "b"}}, True), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "HostConfig": {"VolumesFrom": "notalist"}}, True), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "Labels": {"a": 1}}, True), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": 5}, True), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": "true"}, False), name="valid")
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "Env": [f"constraint:node=={NODE}"]}, False), name=None)
-@example(body=({"Image": dk.IMAGE, "Cmd": ["true"], "Env": ["constraint:node==elsewhere"]}, False), name=None)
-def test_container_create_bodies(pair: Pair, body: tuple[dict[str, Any], bool], name: str | None) -> None:
-    config, wrong = body
-    data = json.dumps(config).encode()
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "HostConfig": [1, 2]}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "HostConfig": {"PortBindings": {"80/tcp": "x"}}}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "Env": {"a": "b"}}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "HostConfig": {"VolumesFrom": "notalist"}}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "Labels": {"a": 1}}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": 5}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": "true"}, name="valid")
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "Env": [f"constraint:node=={NODE}"]}, name=None)
+@example(body={"Image": dk.IMAGE, "Cmd": ["true"], "Env": ["constraint:node==elsewhere"]}, name=None)
+def test_container_create_bodies(pair: Pair, body: dict[str, Any], name: str | None) -> None:
+    data = json.dumps(body).encode()
+    assume(not known(Request("POST", f"{API}/containers/create", data, JSON_TYPE)))
     engine, manager = _send_create(pair, lambda: _create_path(name), data, JSON_TYPE)
-    # Scheduling refusals are allowed only for a well-typed body (see the module's docstring).
-    allowed = None if wrong else placement_refusal
+    # A manager's own refusals are allowed only for a body dockerd could decode (see the module's docstring).
+    allowed = placement_refusal if decoded(engine) else None
     pair.check(
         Request("POST", _create_path(name), data, JSON_TYPE), engine, manager, allowed=allowed, echoed=data.decode()
     )
@@ -320,6 +427,7 @@ CONTENT_TYPES = st.sampled_from(
 @example(data=b"[]", headers=JSON_TYPE)
 @example(data=json.dumps({"Image": dk.IMAGE, "Cmd": ["true"], "Env": ["x" * 1_000_000]}).encode(), headers=JSON_TYPE)
 def test_container_create_raw_bodies(pair: Pair, data: bytes, headers: tuple[tuple[str, str], ...]) -> None:
+    assume(not known(Request("POST", f"{API}/containers/create", data, headers)))
     engine, manager = _send_create(pair, lambda: _create_path(None), data, headers)
     pair.check(
         Request("POST", _create_path(None), data, headers), engine, manager, echoed=data.decode("utf-8", "replace")
@@ -383,6 +491,7 @@ def list_queries(draw: st.DrawFn) -> str:
 @example(path=f"{API}/networks?" + urllib.parse.urlencode({"filters": '{"type":["bogus"]}'}))
 def test_list_filters(pair: Pair, path: str) -> None:
     request = Request("GET", path)
+    assume(not known(request))
     engine, manager = pair.both(request)
     pair.check(request, engine, manager, echoed=urllib.parse.unquote_plus(path))
 
@@ -453,8 +562,8 @@ def _check_ref(pair: Pair, ref: str) -> None:
 @given(data=st.data())
 def test_container_refs(pair: Pair, target_ids: list[str], data: st.DataObject) -> None:
     ref = data.draw(refs(target_ids))
-    if _clean_path(ref):
-        _check_ref(pair, ref)
+    assume(_clean_path(ref) and not known(Request("GET", f"{API}/containers/{urllib.parse.quote(ref, safe='')}/json")))
+    _check_ref(pair, ref)
 
 
 def test_a_very_long_container_ref(pair: Pair) -> None:

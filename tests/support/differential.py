@@ -34,7 +34,7 @@ from typing import Any
 PYTHON_TEXT = re.compile(
     r"Traceback \(most recent call last\)|object has no attribute|object is not (subscriptable|iterable|callable)"
     r"|\b(Attribute|Type|Key|Index|Value|Recursion|Overflow|UnicodeDecode|JSONDecode|Assertion|Runtime|Name)Error\b"
-    r"|swarmctl: \w+Error|unhashable type|NoneType"
+    r"|swarmctl: \w+Error|unhashable type|\bNone(Type)?\b"  # Go says <nil> or "": None is Python's null
 )
 #: The manager's scheduling refusals (swarmctl.scheduler's NoNodeError messages): they name the cluster, not a field.
 SCHEDULING = re.compile(
@@ -228,6 +228,15 @@ def scheduling_refusal(engine: Reply, manager: Reply) -> bool:
 def rule_refusal(engine: Reply, manager: Reply) -> bool:
     """The manager refused a Swarm rule it cannot read (4xx naming the rule), which an engine never reads."""
     return status_class(manager.status) == 4 and SWARM_RULE.match(manager.message or "") is not None
+
+
+#: dockerd's words when it could not read a body into its types: the request is malformed, not unplaceable.
+_UNDECODED = re.compile(r"^(json: |invalid character |unexpected EOF$|EOF$|Content-Type specified )")
+
+
+def decoded(engine: Reply) -> bool:
+    """Whether dockerd read the create body into its types (its refusal, if any, came after that)."""
+    return _UNDECODED.match(engine.message or "") is None
 
 
 def placement_refusal(engine: Reply, manager: Reply) -> bool:
