@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,33 @@ def send(addr: str, request: Request, timeout: float = 60.0) -> Reply:
         return Reply(0, "", f"no answer: {type(exc).__name__}".encode())
     finally:
         connection.close()
+
+
+def send_raw(addr: str, data: bytes, *, half_close: bool = False, timeout: float = 30.0) -> Reply:
+    """Bytes as they are, for requests ``http.client`` will not send (no Host, a bad header line, a cut body).
+
+    ``half_close`` shuts the sending side after ``data``, as a client whose
+    body ended early does. No answer before the server closes is status 0.
+    """
+    host, _, port = addr.rpartition(":")
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection.sendall(data)
+        if half_close:
+            connection.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            while chunk := connection.recv(65536):
+                received += chunk
+                head, sep, body = received.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                if sep and (length is None or len(body) >= int(length[1])):
+                    break  # the whole answer (a server that keeps the connection would not close it)
+    head, _, body = received.partition(b"\r\n\r\n")
+    status = re.match(rb"HTTP/\d\.\d (\d{3})", head)
+    kind = re.search(rb"(?im)^content-type:\s*([^\r\n]*)", head)
+    if status is None:
+        return Reply(0, "", b"no answer")
+    return Reply(int(status[1]), kind[1].decode() if kind else "", body)
 
 
 class LogWatch:
