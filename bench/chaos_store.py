@@ -66,6 +66,7 @@ class StormResult:
     kills: list[KillResult] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     expiries_total: int = 0
+    joins: list[Join] = field(default_factory=list, repr=False)
 
 
 class Poller:
@@ -194,6 +195,7 @@ def storm(
         try:
             for join in joins:
                 join.start()
+            result.joins = joins
             poller.start()
             # The first kill comes in the middle of the storm, when half the nodes are listed.
             wait_for(lambda: len(poller.present) >= nodes // 2, deadline, f"{nodes // 2} nodes listed", interval=0.05)
@@ -205,20 +207,24 @@ def storm(
                 def converged(killed_at: float = killed_at) -> bool:
                     return poller.complete_at is not None and poller.complete_at > killed_at
 
-                wait_for(converged, deadline, "every node listed after the kill", interval=0.05)
-                assert poller.complete_at is not None
-                convergence = poller.complete_at - killed_at
-                if not result.registered_in:
+                try:
+                    wait_for(converged, deadline, "every node listed after the kill", interval=0.05)
+                    assert poller.complete_at is not None
+                    convergence = poller.complete_at - killed_at
+                except TimeoutError:
+                    convergence = float("inf")  # some node never came back: counted as lost below
+                if not result.registered_in and poller.complete_at is not None:
                     result.registered_in = poller.complete_at - started
                 cluster.heal()
                 # A whole TTL after the heal: an entry that missed its refreshes would have expired by then.
                 healed = time.monotonic()
-                wait_for(
-                    lambda healed=healed: poller.complete_at is not None and poller.complete_at > healed + ttl_s,
-                    deadline,
-                    "a complete listing one TTL after the heal",
-                    interval=0.1,
-                )
+                with contextlib.suppress(TimeoutError):
+                    wait_for(
+                        lambda healed=healed: poller.complete_at is not None and poller.complete_at > healed + ttl_s,
+                        deadline if convergence < deadline else ttl_s * 2,
+                        "a complete listing one TTL after the heal",
+                        interval=0.1,
+                    )
                 result.kills.append(KillResult(convergence, poller.expiries - expiries, poller.failed - failed))
             final = poller.poll()
             result.lost = sorted(expected - (final or set()))
@@ -279,6 +285,9 @@ def main() -> None:
             )
             if result.lost:
                 print(f"{name}: lost {', '.join(result.lost)}", flush=True)
+                for join in result.joins:
+                    if join.argv[join.argv.index("--advertise") + 1] in result.lost[:2]:
+                        print(f"--- {join.name}\n{join.log_tail(15)}", flush=True)
     print(
         f"leader killed {args.kills}x during {args.nodes} joins (--delay {args.delay} --heartbeat {args.heartbeat} "
         f"--ttl {args.ttl}):"
