@@ -2,9 +2,18 @@
 
 Waits a random time in ``[0, delay]`` (so a thousand nodes restarted by one
 script do not hit the store in the same second), then writes the address with
-the TTL every heartbeat. A failed write is logged and retried sooner (1 s,
-doubling up to the heartbeat), so a node whose store is down appears as soon
-as the store is back. On stop it removes its own entry.
+the TTL every heartbeat. A failed write is logged and retried sooner. While
+the last written entry is still alive (less than a TTL ago) the retry comes
+after :data:`RETRY_WHILE_ALIVE`: during a store leader election every write
+fails for a second or two, and the node must be written again before its
+entry expires, not a doubling backoff later. Once the entry is gone (or was
+never written) retries back off (1 s, doubling up to the heartbeat), so a
+node whose store is down appears as soon as the store is back without
+hammering it. On stop it removes its own entry.
+
+Each write is bounded by the store's budget (``min(heartbeat, 10 s)``, set
+by the CLI), which the store divides among its members: a member that hangs
+costs a share of it, and the others are tried within the same write.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from .durations import format_duration
 from .errors import DiscoveryError, SwarmctlError
 
 log = logging.getLogger("swarmctl.join")
+
+#: Pause before retrying a failed write while the entry written last is still alive.
+RETRY_WHILE_ALIVE = 0.5
 
 
 def check_timing(heartbeat: float, ttl: float, delay: float) -> None:
@@ -63,12 +75,26 @@ def run_join(
     )
     retry = 1.0
     registered = False
+    written: float | None = None  # when the last successful write began: its entry lives a TTL from then
     while not stop.is_set():
+        started = time.monotonic()
         try:
             discovery.register(advertise, ttl)
         except DiscoveryError as exc:
+            left = None if written is None else written + ttl - time.monotonic()
+            if left is not None and left > RETRY_WHILE_ALIVE:
+                log.warning(
+                    "cannot refresh %s (its entry expires in %s): %s; retrying in %s",
+                    advertise,
+                    format_duration(round(left, 1)),
+                    exc,
+                    format_duration(RETRY_WHILE_ALIVE),
+                )
+                stop.wait(RETRY_WHILE_ALIVE)
+                continue
             log.warning("cannot register %s: %s; retrying in %s", advertise, exc, format_duration(retry))
             registered = False
+            written = None
             stop.wait(retry)
             retry = min(retry * 2, heartbeat)
             continue
@@ -77,6 +103,7 @@ def run_join(
         else:
             log.debug("refreshed %s", advertise)
         registered = True
+        written = started
         retry = 1.0
         stop.wait(heartbeat)
     _leave(discovery, advertise)

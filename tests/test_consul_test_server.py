@@ -433,6 +433,28 @@ def test_session_documented_shapes(api: Api, server: ConsulServer) -> None:
     assert api.put("session/destroy/not-a-uuid").status_code == 400
 
 
+def test_renew_of_an_unknown_session_is_404(api: Api) -> None:
+    """Consul looks the id up as given: unknown, well-formed or not, is 404 naming it (never 400)."""
+    unknown = str(uuid.uuid4())
+    for session_id in (unknown, "not-a-uuid"):
+        response = api.put(f"session/renew/{session_id}")
+        assert (response.status_code, response.text) == (404, f"Session id '{session_id}' not found")
+
+
+def test_a_datacenter_it_cannot_reach_is_refused(api: Api) -> None:
+    """``?dc=`` naming another datacenter: Consul answers 500 "No path to datacenter" and does nothing."""
+    before = {s["ID"] for s in api.get("session/list").json()}
+    refused = api.http.put(api.url("session/create"), params={"dc": "dc2"}, json={"Name": "elsewhere"}, timeout=30)
+    assert (refused.status_code, refused.text) == (500, "No path to datacenter")
+    assert {s["ID"] for s in api.get("session/list").json()} == before, "a session was created all the same"
+    assert (api.put(api.kv("far"), b"v", dc="dc2").status_code, api.get(api.kv("far")).status_code) == (500, 404)
+    assert api.get(api.kv("far"), dc="dc2").text == "No path to datacenter"
+    # Its own datacenter, named or not, is served.
+    assert api.http.put(api.url("session/create"), params={"dc": "dc1"}, timeout=30).status_code == 200
+    assert api.put(api.kv("near"), b"v", dc="dc1").json() is True
+    assert api.get(api.kv("near"), dc="").status_code == 200
+
+
 def test_session_fields_are_case_insensitive(api: Api) -> None:
     """python-consul2 writes ``behavior``/``ttl``/``lockdelay`` in lower case; Consul decodes any case."""
     session_id = api.session(behavior="delete", ttl="20s", lockdelay="2s")

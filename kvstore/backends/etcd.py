@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
-from .etcd_client import Connection, Endpoint, WatchStream, is_lease_not_found
+from .etcd_client import Connection, Endpoint, WatchStream, is_lease_not_found, time_left
 
 #: etcd's event types (``mvccpb.Event.EventType``).
 _PUT = 0
@@ -147,9 +147,11 @@ class EtcdStore(Store):
         full = self._full(key)
 
         def invoke(endpoint: Endpoint, timeout: float, metadata: Any) -> None:
+            # The grant and the put are one attempt: together within its timeout.
+            started = time.monotonic()
             lease = 0 if ttl is None else self._grant(endpoint, ttl, timeout, metadata)
             request = etcdrpc.PutRequest(key=full, value=value, lease=lease)
-            endpoint.kv.Put(request, timeout=timeout, metadata=metadata)
+            endpoint.kv.Put(request, timeout=time_left(started, timeout), metadata=metadata)
 
         self._conn.call(f"put {key!r}", invoke)
 
@@ -212,9 +214,10 @@ class EtcdStore(Store):
         failure = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=full))]
 
         def invoke(endpoint: Endpoint, timeout: float, metadata: Any) -> Any:
+            started = time.monotonic()
             lease = 0 if ttl is None else self._grant(endpoint, ttl, timeout, metadata)
             request = etcdrpc.TxnRequest(compare=[compare], success=success(lease), failure=failure)
-            return endpoint.kv.Txn(request, timeout=timeout, metadata=metadata)
+            return endpoint.kv.Txn(request, timeout=time_left(started, timeout), metadata=metadata)
 
         return self._conn.call(what, invoke)
 

@@ -67,8 +67,38 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 #: gRPC codes after which the same request may go to another member: the
 #: member is down or unreachable, has no leader, or lost it mid-request
 #: (etcd reports "leader changed", "no leader" and "request timed out" as
-#: UNAVAILABLE).
+#: UNAVAILABLE). Not RESOURCE_EXHAUSTED as such: "database space exceeded"
+#: has that code too, and no other member can help with it.
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+#: Error texts that mean "this member cannot answer now", whatever code they
+#: come with. A member without quorum times a write out on its own clock
+#: (etcd's request timeout, 5 s plus two election timeouts) and reports
+#: Go's ``context deadline exceeded`` as UNKNOWN, not DEADLINE_EXCEEDED;
+#: a client racing the member's own deadline sees the same. The others are
+#: etcd's own texts for a member that lost its leader, is stopping, or is
+#: shedding load: another member, or the same one a moment later, can answer.
+_UNAVAILABLE_TEXTS = (
+    "context deadline exceeded",
+    "etcdserver: request timed out",
+    "etcdserver: leader changed",
+    "etcdserver: no leader",
+    "etcdserver: not leader",
+    "etcdserver: not capable",
+    "etcdserver: server stopped",
+    "etcdserver: unhealthy cluster",
+    "etcdserver: too many requests",
+    "raft: stopped",
+)
+
+
+def is_retryable(code: Any, details: str) -> bool:
+    """True when the failure means "this member cannot answer now": the request may go to another member."""
+    if code in _RETRYABLE:
+        return True
+    lowered = details.lower()
+    return any(text in lowered for text in _UNAVAILABLE_TEXTS)
+
 
 #: Substrings of gRPC's error details that mean the TLS handshake failed:
 #: a configuration problem that retrying cannot fix.
@@ -79,8 +109,10 @@ _TLS_MARKERS = ("handshake", "tsi_", "ssl", "certificate")
 #: would otherwise keep the watch open and silently stale.
 _REQUIRE_LEADER = ("hasleader", "true")
 
-#: Each attempt of a call gets at least this long before we try another member.
-MIN_ATTEMPT = 1.0
+#: Each attempt of a call gets at least this long before we try another member
+#: (a healthy member answers in milliseconds; this only stops a tiny budget
+#: from being sliced into attempts too short for a loaded machine).
+MIN_ATTEMPT = 0.5
 
 
 def _code(exc: grpc.RpcError) -> Any:
@@ -107,7 +139,7 @@ def map_rpc_error(exc: grpc.RpcError, what: str) -> KVStoreError:
     """The kvstore error for a gRPC failure of ``what`` (a short description of the call)."""
     code = _code(exc)
     details = _details(exc)
-    if code in _RETRYABLE:
+    if is_retryable(code, details):
         return NotReachableError(f"{what}: etcd is not reachable: {details}")
     if "user name is empty" in details:
         return KVStoreError(f"{what}: etcd has auth enabled: give Config(username=..., password=...)")
@@ -201,7 +233,19 @@ class Endpoint:
 
 
 #: What one attempt of a call runs: ``(endpoint, timeout, metadata) -> result``.
+#: ``timeout`` is the whole attempt's: an attempt of several RPCs gives each
+#: what is left of it (:func:`time_left`), never the whole timeout again.
 Invoke = Callable[[Endpoint, float, Any], T]
+
+
+def time_left(started: float, timeout: float) -> float:
+    """What remains of an attempt of ``timeout`` seconds begun at ``started`` (monotonic), for its next RPC.
+
+    Never zero or less: gRPC takes that as "no deadline"; a spent attempt
+    gets a token timeout and fails at once with DEADLINE_EXCEEDED, which
+    moves the call to the next member.
+    """
+    return max(0.001, started + timeout - time.monotonic())
 
 
 class Connection:
@@ -243,11 +287,19 @@ class Connection:
             if self.endpoints[self._current] is endpoint:
                 self._current = (self._current + 1) % len(self.endpoints)
 
-    def _attempt_timeout(self, remaining: float) -> float:
-        """One attempt's share of the budget: a hung member must leave time to try the others."""
+    def _attempt_timeout(self, budget: float, remaining: float) -> float:
+        """One attempt's share of the call's budget: a hung member must leave time to try the others.
+
+        The share is the budget divided among the members (never less than
+        :data:`MIN_ATTEMPT`), so a call whose first member hangs still has
+        time for every other one: with ``join``'s budget of one heartbeat,
+        a frozen or leaderless member costs a third of it, not all of it.
+        Every RPC of one attempt (a lease grant and its put) shares the
+        share (see :func:`time_left`).
+        """
         if len(self.endpoints) == 1:
             return remaining
-        return min(remaining, max(MIN_ATTEMPT, self.timeout / len(self.endpoints)))
+        return min(remaining, max(MIN_ATTEMPT, budget / len(self.endpoints)))
 
     # -- auth -------------------------------------------------------------------------
     def metadata(self, endpoint: Endpoint, timeout: float, *extra: tuple[str, str]) -> Any:
@@ -262,7 +314,7 @@ class Connection:
                     try:
                         response = endpoint.auth.Authenticate(request, timeout=timeout)
                     except grpc.RpcError as exc:
-                        if _code(exc) in _RETRYABLE:
+                        if is_retryable(_code(exc), _details(exc)):
                             raise
                         raise KVStoreError(
                             f"etcd authentication as {self._username!r} failed: {_details(exc)}"
@@ -280,24 +332,24 @@ class Connection:
         """Run ``invoke`` on the current member, moving to others on failure, within the budget.
 
         ``budget`` defaults to ``connection_timeout``. The result is returned;
-        every failure leaves as a :class:`KVStoreError`.
+        every failure leaves as a :class:`KVStoreError`; running out of
+        budget names the members that were tried (with what each answered
+        last) and those there was no time left for.
         """
-        deadline = time.monotonic() + (self.timeout if budget is None else budget)
+        total = self.timeout if budget is None else budget
+        deadline = time.monotonic() + total
         tls_failures: set[str] = set()
         token_refreshes = 0
         rounds = 0
-        last = "no attempt made"
+        tried: dict[str, tuple[int, str]] = {}  # target -> (attempts, last error), in the order tried
         while True:
             if self.closed.is_set():
                 raise KVStoreError(f"{what}: the etcd store is closed")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise NotReachableError(
-                    f"{what}: no etcd member of {', '.join(e.target for e in self.endpoints)} "
-                    f"answered within {budget or self.timeout:g} s (last error: {last})"
-                )
+                raise NotReachableError(self._no_answer(what, total, tried))
             endpoint = self.current()
-            timeout = self._attempt_timeout(remaining)
+            timeout = self._attempt_timeout(total, remaining)
             try:
                 return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
             except grpc.RpcError as exc:
@@ -307,9 +359,9 @@ class Connection:
                     token_refreshes += 1
                     self.forget_token()
                     continue
-                if code not in _RETRYABLE:
+                if not is_retryable(code, details):
                     raise map_rpc_error(exc, what) from None
-                last = f"{endpoint}: {details}"
+                tried[endpoint.target] = (tried.get(endpoint.target, (0, ""))[0] + 1, details)
                 if is_tls_failure(details):
                     tls_failures.add(endpoint.target)
                     if len(tls_failures) == len(self.endpoints):
@@ -328,6 +380,23 @@ class Connection:
                 # takes about a second) instead of spinning.
                 pause = min(0.05 * 2 ** min(rounds // len(self.endpoints), 4), 0.5)
                 time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def _no_answer(self, what: str, budget: float, tried: dict[str, tuple[int, str]]) -> str:
+        """The error of a call that ran out of budget: only what really happened, member by member."""
+
+        def attempts(target: str) -> str:
+            count, error = tried[target]
+            return f"{target} ({'once' if count == 1 else f'{count} times'}, last: {error})"
+
+        untried = [e.target for e in self.endpoints if e.target not in tried]
+        if not tried:
+            return f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})"
+        if len(self.endpoints) == 1:
+            return f"{what}: etcd at {attempts(self.endpoints[0].target)} did not answer within {budget:g} s"
+        message = f"{what}: no etcd member answered within {budget:g} s; tried {', '.join(map(attempts, tried))}"
+        if untried:
+            message += f"; no time was left to try {', '.join(untried)}"
+        return message
 
     def close(self) -> None:
         self.closed.set()
@@ -446,7 +515,7 @@ class WatchStream:
                 code = _code(exc)
                 if code == grpc.StatusCode.UNAUTHENTICATED:
                     self._conn.forget_token()
-                elif code in _RETRYABLE:
+                elif is_retryable(code, _details(exc)):
                     self._conn.fail_over(endpoint)
                 else:
                     failure = map_rpc_error(exc, "watch")

@@ -2,9 +2,14 @@
 
 The layout is Docker Swarm's own: ``<prefix>/docker/swarm/nodes/<host:port>``
 with the address as value and the TTL on the key, so Swarm's agents and
-managers can share a store with ours. The store is opened lazily and
-re-opened after a failure, so ``join`` started before its store keeps
-retrying instead of dying.
+managers can share a store with ours. The store is opened lazily, so
+``join`` started before its store keeps retrying instead of dying.
+
+An unreachable store is kept, not re-opened: it already retries on its own
+and knows which member answered last (a new etcd client would start again
+with the first member, maybe the dead one), and closing a ZooKeeper client
+ends its session, which deletes every ephemeral entry that session still
+holds. Any other failure re-opens it.
 """
 
 from __future__ import annotations
@@ -82,7 +87,6 @@ class KVDiscovery(Discovery):
         except kvstore.KeyNotFoundError:
             return []
         except kvstore.NotReachableError as exc:
-            self._reset()
             raise DiscoveryError(str(exc)) from None
 
     def watch(self, stop: threading.Event) -> Iterator[list[str]]:
@@ -128,6 +132,8 @@ class KVDiscovery(Discovery):
     def register(self, address: str, ttl: float) -> None:
         try:
             self._open().put(self._key(address), address.encode(), ttl=ttl)
+        except kvstore.NotReachableError as exc:
+            raise DiscoveryError(str(exc)) from None
         except kvstore.KVStoreError as exc:
             self._reset()
             raise DiscoveryError(str(exc)) from None

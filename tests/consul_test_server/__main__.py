@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from .durations import parse_duration
-from .server import DEFAULT_TOMBSTONE_TTL, ConsulTestServer, log, server_tls_context
+from .server import DEFAULT_DATACENTER, DEFAULT_TOMBSTONE_TTL, ConsulTestServer, log, server_tls_context
 from .state import State
 
 
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--acl-token", help="demand this token for /v1/kv, /v1/txn and /v1/session")
     parser.add_argument("--basic-auth", metavar="USER:PASSWORD", help="demand HTTP basic auth, as a proxy would")
     parser.add_argument("--node", default="consul-test-server", help="the node name sessions belong to")
+    parser.add_argument(
+        "--datacenter", default=DEFAULT_DATACENTER, help=f"this server's datacenter (default {DEFAULT_DATACENTER})"
+    )
     args = parser.parse_args(argv)
 
     state = State(node=args.node, session_ttl_min=args.session_ttl_min)
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         acl_token=args.acl_token,
         basic_auth=args.basic_auth,
         tombstone_ttl=args.tombstone_ttl,
+        datacenter=args.datacenter,
     )
     context = server_tls_context(*args.tls) if args.tls else None
 

@@ -32,6 +32,10 @@ from .state import SESSION_TTL_MULTIPLIER, ConsulError, Session, State
 #: Blocking-query ``wait``: the default and the cap, as documented.
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
+#: Consul's default datacenter name (``-datacenter``).
+DEFAULT_DATACENTER = "dc1"
+#: What Consul answers (500, plain text) when ``?dc=`` names a datacenter it has no route to.
+NO_DC_PATH = "No path to datacenter"
 #: Consul's own tombstone TTL; tests pass a short one to see indexes go backwards.
 DEFAULT_TOMBSTONE_TTL = 900.0
 
@@ -118,8 +122,10 @@ class ConsulTestServer:
         basic_auth: str | None = None,
         tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
         advertise: str = "127.0.0.1:8300",
+        datacenter: str = DEFAULT_DATACENTER,
     ) -> None:
         self.state = state
+        self.datacenter = datacenter
         self.data_file = data_file
         self.acl_token = acl_token
         self.basic_auth = basic_auth
@@ -176,7 +182,9 @@ class ConsulTestServer:
 
     # -- the application ------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors, self._auth], client_max_size=8 * 1024 * 1024)
+        app = web.Application(
+            middlewares=[self._errors, self._auth, self._datacenters], client_max_size=8 * 1024 * 1024
+        )
         app.router.add_route("*", "/v1/kv/{key:.*}", self.kv)
         app.router.add_route("*", "/v1/txn", self.txn)
         app.router.add_route("*", "/v1/session/create", self.session_create)
@@ -217,6 +225,20 @@ class ConsulTestServer:
                 return _error(403, "Permission denied: anonymous token lacks permission")
             if token != self.acl_token:
                 return _error(403, "ACL not found")
+        return await handler(request)
+
+    @web.middleware
+    async def _datacenters(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """``?dc=`` naming another datacenter: Consul would forward the request there.
+
+        This server is a single datacenter that knows no other, so, like a
+        Consul with no WAN peers, it answers 500 "No path to datacenter"
+        instead of serving the request from its own state (an empty ``dc``
+        means the local one, as in Consul's ``parseDC``).
+        """
+        dc = request.query.get("dc", "")
+        if dc and dc != self.datacenter:
+            return _error(500, NO_DC_PATH)
         return await handler(request)
 
     @staticmethod
@@ -358,7 +380,9 @@ class ConsulTestServer:
 
     async def session_renew(self, request: web.Request) -> web.StreamResponse:
         self._method(request, "PUT")
-        session = self.state.session_renew(self._session_id(request))
+        # Consul looks any id up as it is (no UUID check here): an unknown one,
+        # malformed or not, is 404 "Session id '...' not found".
+        session = self.state.session_renew(request.match_info["id"])
         self._arm(session)
         return _json([session.to_json()])
 

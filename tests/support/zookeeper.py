@@ -147,6 +147,10 @@ class ZooKeeperServer:
             "4lw.commands.whitelist=srvr,stat,ruok,mntr",
             # Don't wait for disk syncs: test data need not survive a power cut.
             "forceSync=no",
+            # Every test client comes from 127.0.0.1; ZooKeeper's default of 60
+            # connections per address refuses the 61st (a join storm of 60 nodes
+            # and its poller, all on one server after a leader dies).
+            "maxClientCnxns=0",
         ]
         if self.tls is None:
             lines += [f"clientPort={self.port}", f"clientPortAddress={self.host}"]
