@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .process import wait_for
+
 #: Python speaking instead of the manager: exception names, attribute errors, tracebacks, the CLI's error prefix.
 PYTHON_TEXT = re.compile(
     r"Traceback \(most recent call last\)|object has no attribute|object is not (subscriptable|iterable|callable)"
@@ -189,6 +191,21 @@ class Pair:
         target = Request("DELETE", f"/v1.41/containers/{document['Id']}?force=1&v=1")
         if status_class(send(addr, target).status) != 2 and fallback is not None:
             send(fallback, target)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the manager lists the containers dockerd lists.
+
+        The manager learns of containers made or removed on the engine directly
+        from its events, a moment later: a request that names containers by id
+        prefix (``since=1``, a ref ``a``) could meet one the engine has already
+        removed. Tests that send such requests start from a settled pair.
+        """
+
+        def ids(addr: str) -> set[str]:
+            listed = send(addr, Request("GET", "/v1.41/containers/json?all=1")).document
+            return {str(c.get("Id")) for c in listed} if isinstance(listed, list) else {"?"}
+
+        wait_for(lambda: ids(self.engine) == ids(self.manager), timeout, "the manager to list dockerd's containers")
 
     def check(
         self,
