@@ -22,6 +22,17 @@ The cost of keeping the cache follows changes, not size:
   event stream had to be re-opened (events may have been missed: everything
   is re-read) and when the daemon reloads its configuration.
 
+Every request of the manager's own (the round's reads, inspections, a create)
+must start answering within ``timeout`` (``--engine-timeout``): a hung engine
+(a stopped dockerd: the kernel accepts the connection, nothing answers) then
+fails its rounds as a dead one does, instead of holding each for minutes, and
+turns Unhealthy after ``failure_retry`` rounds, each ending at that deadline
+(about ``failure_retry * timeout`` plus the back-off between rounds, 1 s, 2 s...).
+
+A node that turns Unhealthy keeps its cache: its containers stay listed (their
+status "Host Down", as Swarm shows them) and their names stay taken, since they
+still exist on the node and come back with it.
+
 A node is Healthy, and its containers listed, as soon as its lists are read;
 their details (inspects: reservations, ports, volumes) are filled in right
 after, and only then is the rescheduler told of the node. The inspections of
@@ -91,6 +102,19 @@ class EngineOptions:
     refresh_min: float = 30.0
     refresh_max: float = 60.0
     ssl: ssl.SSLContext | None = None
+    #: Seconds a node may stay silent on a request of the manager's own (a refresh, an inspect,
+    #: a create) before it counts as not answering (``--engine-timeout``).
+    timeout: float = 10.0
+
+    def answer_timeout(self) -> aiohttp.ClientTimeout:
+        """A request's deadlines: connected within ``timeout`` (5 s at most), then no silence longer than it.
+
+        ``sock_read`` rather than a total: a long answer that keeps coming (a list of
+        thousands of containers) is not cut, only one that does not come at all.
+        """
+        return aiohttp.ClientTimeout(
+            total=REQUEST_TIMEOUT.total, sock_connect=min(5.0, self.timeout), sock_read=self.timeout
+        )
 
 
 class EngineError(Exception):
@@ -157,6 +181,8 @@ class Engine:
         self._rounds = 0
         #: Values derived from the cache, each kept until the next change (see :meth:`memo`).
         self._memo: dict[str, tuple[tuple[int, Any], Any]] = {}
+        #: The deadlines of the manager's own requests (see EngineOptions.answer_timeout).
+        self._timeout = options.answer_timeout()
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -277,7 +303,7 @@ class Engine:
 
     async def get_raw(self, path: str) -> bytes:
         """``path``'s answer as bytes; :class:`EngineError` unless it is a 200."""
-        async with self.request("GET", path) as response:
+        async with self.request("GET", path, timeout=self._timeout) as response:
             if response.status != 200:
                 raise EngineError(f"GET {path}: HTTP {response.status}")
             body: bytes = await response.read()
