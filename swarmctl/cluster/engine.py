@@ -183,6 +183,8 @@ class Engine:
         self._memo: dict[str, tuple[tuple[int, Any], Any]] = {}
         #: The deadlines of the manager's own requests (see EngineOptions.answer_timeout).
         self._timeout = options.answer_timeout()
+        #: Resolved when a check of this engine fails (see :meth:`next_failure`).
+        self._failure_waiters: set[asyncio.Future[None]] = set()
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -329,6 +331,21 @@ class Engine:
         if self._session is not None:
             await self._session.close()
 
+    def check_now(self) -> None:
+        """Start the next round at once (a request waits on this engine longer than it should)."""
+        self._wake.set()
+
+    def next_failure(self) -> asyncio.Future[None]:
+        """A future resolved when a check of this engine next fails; cancel it when no longer wanted.
+
+        A create waiting long for its answer races it: a node that still answers its checks
+        is slow (dockerd looking up a plugin can take 15 s), one that does not is hung.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._failure_waiters.add(waiter)
+        waiter.add_done_callback(self._failure_waiters.discard)
+        return waiter
+
     def report_failure(self, exc: BaseException) -> None:
         """A proxied request could not reach the engine: check it now rather than at the next refresh."""
         self.last_error = str(exc) or type(exc).__name__
@@ -384,6 +401,9 @@ class Engine:
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = str(exc) or type(exc).__name__
+        for waiter in list(self._failure_waiters):
+            if not waiter.done():
+                waiter.set_result(None)
         if self.state == HEALTHY and self.failures >= self.options.failure_retry:
             self.state = UNHEALTHY
             self._changed(specs=True)

@@ -9,10 +9,11 @@ candidates in order, at most :data:`CREATE_TRIES` of them:
   ``--engine-timeout``: nothing was sent) is reported to its engine (which
   checks it at once) and the next candidate is tried; but a node that takes
   the request and then fails to answer (or says nothing for
-  ``--engine-timeout``: a hung dockerd, whose kernel still accepts
-  connections) is not replaced, as the container may exist there, or appear
-  when it resumes, and a second node would make a twin: the client hears so
-  at once, naming the node, instead of waiting for the node;
+  ``--engine-timeout`` and then fails the check this starts: a hung dockerd,
+  whose kernel still accepts connections) is not replaced, as the container
+  may exist there, or appear when it resumes, and a second node would make a
+  twin: the client hears so, naming the node, instead of waiting for the node
+  (a node that answers its check is only slow, and is waited for);
 - a node whose last check failed (not yet Unhealthy, but maybe dead or hung)
   is tried after the other candidates;
 - a node without the image (Docker's 404 "No such image") sends the create
@@ -55,7 +56,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -268,27 +269,19 @@ class Placer:
     async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
         with self.holding(engine, request):
             try:
-                async with engine.request(
-                    "POST",
-                    url,
-                    data=json.dumps(request.body).encode(),
-                    headers={"Content-Type": "application/json"},
-                    timeout=engine.options.answer_timeout(),
-                ) as response:
-                    status, body = response.status, await response.read()
+                answer = await _answer_or_hang(engine, url, json.dumps(request.body).encode())
+                if answer is None:
+                    reason = (
+                        f"node {engine.name} ({engine.addr}) did not answer the create within "
+                        f"{engine.options.timeout:g}s, nor its check since; the container may still appear there"
+                    )
+                    return Outcome(500, _message(reason), engine, final=True)
+                status, body = answer
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, ConnectionRefusedError) as exc:
                 # Not connected, so nothing was sent: the next candidate may take it.
                 engine.report_failure(exc)
                 reason = f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}"
                 return Outcome(500, _message(reason), engine)
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                # Sent, and no answer within the deadline: a hung engine may still create it when it resumes.
-                engine.report_failure(exc)
-                reason = (
-                    f"node {engine.name} ({engine.addr}) did not answer the create within "
-                    f"{engine.options.timeout:g}s; the container may still appear there"
-                )
-                return Outcome(500, _message(reason), engine, final=True)
             except (aiohttp.ClientError, OSError) as exc:
                 # The create was sent: it may have happened. Another node would make a twin.
                 engine.report_failure(exc)
@@ -312,6 +305,47 @@ class Placer:
                 if any(need.name not in known for need in request.volumes):
                     await engine.refresh_volumes()
             return Outcome(201, body, engine, container_id)
+
+
+async def _answer_or_hang(engine: Engine, url: str, body: bytes) -> tuple[int, bytes] | None:
+    """The engine's answer to the create; None if it says nothing and then fails a check.
+
+    No deadline on the answer itself: dockerd may take long and still answer (looking up
+    a log or volume plugin it does not have takes it 15 s). After ``--engine-timeout``
+    without an answer the node is checked at once, and a node that does not answer its
+    check either is hung: the create is given up (it was sent: it may still happen there).
+    Connection errors propagate (the caller tells those that sent nothing apart).
+    """
+
+    async def send() -> tuple[int, bytes]:
+        async with engine.request(
+            "POST",
+            url,
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(5.0, engine.options.timeout)),
+        ) as response:
+            return response.status, await response.read()
+
+    sending = asyncio.ensure_future(send())
+    failure: asyncio.Future[None] | None = None
+    try:
+        done, _ = await asyncio.wait({sending}, timeout=engine.options.timeout)
+        if not done:
+            failure = engine.next_failure()
+            engine.check_now()
+            either: list[asyncio.Future[Any]] = [sending, failure]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            return None
+        return sending.result()
+    finally:
+        if failure is not None:
+            failure.cancel()
+        if not sending.done():
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sending
 
 
 def _suspects_last(engines: Iterable[Engine]) -> list[Engine]:
