@@ -1,6 +1,6 @@
 """Chaos under the manager: engines killed and hung, and the replicated primary killed, under a steady load.
 
-Run: .venv/bin/python -m bench.chaos_manager [--workers 4] [--hold 8] [--skip-replication]
+Run: .venv/bin/python -m bench.chaos_manager [--workers 4] [--hold 8] [--part all|engines|replication]
 
 (a) Engines. Three real dockerd nodes behind ``swarmctl manage``
 (``--engine-failure-retry 2 --engine-timeout 2s``, refreshes every 2-3 s), one
@@ -186,6 +186,8 @@ def chaos_engines(
     names = ["cnode1", "cnode2", "cnode3"]
     nodes = [dk.DockerNode(name) for name in names]
     rows: list[FaultRow] = []
+    for folder in ("image", "manager"):
+        (workdir / folder).mkdir(parents=True, exist_ok=True)
     with dk.running_nodes(nodes, workdir / "image"), managing(workdir / "manager", nodes, *FAST) as manager:
         for name in names:
             manager.ok("run", "-d", "--name", f"steady-{name}", "-e", f"constraint:node=={name}", dk.IMAGE, "sh", "-c",
@@ -250,6 +252,7 @@ def chaos_replication(workdir: Path, workers: int, hold: float) -> FailoverRow:
     """Part (b): the primary killed under load through the replica (see the module's docstring)."""
     nodes = [dk.DockerNode(f"rcnode{n}") for n in (1, 2)]
     url = f"sqlite://{workdir}/kv.db"
+    (workdir / "image").mkdir(parents=True, exist_ok=True)
     with dk.running_nodes(nodes, workdir / "image"):
         joins = [Join(workdir, node.addr, url, heartbeat="1s", ttl="5s").start() for node in nodes]
         managers = [Replica(workdir, url) for _ in range(2)]
@@ -326,14 +329,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each fault lasts once detected")
-    parser.add_argument("--skip-replication", action="store_true")
+    parser.add_argument("--part", choices=("all", "engines", "replication"), default="all")
     args = parser.parse_args()
     if (why := dk.available()) is not None:
         sys.exit(f"chaos_manager: {why}")
-    with scratch() as workdir:
-        print(f"(a) engine faults, {args.workers} workers of docker CLI calls through the manager")
-        print_faults(chaos_engines(workdir / "engines", args.workers, args.hold))
-    if not args.skip_replication:
+    if args.part in ("all", "engines"):
+        with scratch() as workdir:
+            print(f"(a) engine faults, {args.workers} workers of docker CLI calls through the manager")
+            print_faults(chaos_engines(workdir / "engines", args.workers, args.hold))
+    if args.part in ("all", "replication"):
         with scratch() as workdir:
             print(f"\n(b) replicated primary killed, {args.workers} workers through the replica")
             print_failover(chaos_replication(workdir / "replication", args.workers, args.hold))
