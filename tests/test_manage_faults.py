@@ -146,3 +146,27 @@ def test_create_is_tried_on_the_next_node_when_the_first_refuses_connections(
     for _ in range(2):
         cid = manager.ok("run", "-d", dk.IMAGE, "sleep", "600").strip()
         assert manager.ok("inspect", "-f", "{{.Node.Name}}", cid).strip() == "fnode1"
+
+
+def test_chaos_engine_faults_fail_no_unrelated_call(tmp_path: Path) -> None:
+    """bench/chaos_manager.py's part (a), smaller: a node killed, then hung, under docker CLI load.
+
+    Calls about the faulty node (its container's logs, a create sent there before it
+    was found out) may fail; no other call may.
+    """
+    from bench.chaos_manager import chaos_engines
+
+    rows = chaos_engines(tmp_path, workers=3, hold=3.0)
+    assert [row.fault for row in rows] == ["kill", "hang"]
+    for row in rows:
+        assert row.unrelated_failed == 0, row.examples
+        assert row.calls > row.about_node > 0
+
+
+def test_chaos_primary_killed_loses_only_calls_in_flight(tmp_path: Path) -> None:
+    """bench/chaos_manager.py's part (b), smaller: no call sent to the replica after the kill fails."""
+    from bench.chaos_manager import chaos_replication
+
+    row = chaos_replication(tmp_path, workers=3, hold=3.0)
+    assert row.failed_after_kill == 0, row.examples
+    assert row.calls > 0
