@@ -64,6 +64,7 @@ from urllib.parse import quote
 import aiohttp
 
 from ..api.streams import ByteStream, connect
+from ..errors import in_words
 from .events import EventBus
 from .packed import Inspects
 
@@ -348,7 +349,7 @@ class Engine:
 
     def report_failure(self, exc: BaseException) -> None:
         """A proxied request could not reach the engine: check it now rather than at the next refresh."""
-        self.last_error = str(exc) or type(exc).__name__
+        self.last_error = in_words(exc)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -400,7 +401,7 @@ class Engine:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.last_error = str(exc) or type(exc).__name__
+        self.last_error = in_words(exc)
         for waiter in list(self._failure_waiters):
             if not waiter.done():
                 waiter.set_result(None)
