@@ -283,6 +283,14 @@ def manage(
     engine_refresh_max_interval: Annotated[
         str, typer.Option(metavar="DURATION", help="Longest time between full refreshes of a node.")
     ] = "60s",
+    engine_timeout: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="How long a node may stay silent on a refresh or a create before it counts as not answering "
+            "(a hung node turns Unhealthy after --engine-failure-retry such waits).",
+        ),
+    ] = "10s",
     discovery_opt: DiscoveryOpts = [],  # noqa: B006
     replication: Annotated[
         bool, typer.Option("--replication", help="Take part in primary election (kv discovery only).")
@@ -329,6 +337,9 @@ def manage(
     refresh_max = parse_duration(engine_refresh_max_interval, "--engine-refresh-max-interval")
     if refresh_min <= 0 or refresh_max < refresh_min:
         raise SwarmctlError("--engine-refresh-min-interval must be positive and not above the max interval")
+    answer_timeout = parse_duration(engine_timeout, "--engine-timeout")
+    if answer_timeout <= 0:
+        raise SwarmctlError("--engine-timeout must be positive")
     source = new_discovery(discovery, parse_options(discovery_opt), timeout=10.0)
     if source.poll_interval > poll or type(source).__name__ == "TokenDiscovery":
         source.poll_interval = poll
@@ -338,6 +349,7 @@ def manage(
         refresh_min=refresh_min,
         refresh_max=refresh_max,
         ssl=client_context(files) if files else None,
+        timeout=answer_timeout,
     )
     settings = ManagerSettings(
         listens=listens,

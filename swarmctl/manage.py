@@ -97,6 +97,7 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
         store_url, config, advertise, ttl = settings.replication
         manager.replicated, manager.advertise = True, advertise
         manager.role = Role(False, None)
+        manager.replication_ttl = ttl
 
         def on_change(role: Role) -> None:
             loop.call_soon_threadsafe(_set_role, manager, role)

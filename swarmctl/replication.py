@@ -121,6 +121,8 @@ class PrimaryPeer:
         self._session = session
         self._ssl = ssl_context
         self.base_url = f"{'https' if ssl_context else 'http'}://{addr}"
+        #: Whether a request could not even connect (nothing was sent: it may go to the next primary).
+        self.unreachable = False
 
     @property
     def name(self) -> str:
@@ -133,4 +135,5 @@ class PrimaryPeer:
         return await connect(self.addr, self._ssl)
 
     def report_failure(self, exc: BaseException) -> None:
+        self.unreachable = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
         log.warning("replication: cannot reach the primary %s: %s", self.addr, exc)

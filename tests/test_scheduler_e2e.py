@@ -96,8 +96,12 @@ def clean(manager: Manager) -> Iterator[None]:
 
 
 def placed(manager: Manager) -> dict[str, str]:
-    """Container name -> node name, for every container (``docker ps -a`` through the manager)."""
-    names = manager.ok("ps", "-a", "--format", "{{.Names}}").split()
+    """Container name -> node name, for every container of a node that answers (``docker ps -a`` through the manager).
+
+    A down node's containers stay listed, "Host Down": they are left out here.
+    """
+    lines = manager.ok("ps", "-a", "--format", "{{.Names}}\t{{.Status}}").splitlines()
+    names = [name for name, _, status in (line.partition("\t") for line in lines) if status != "Host Down"]
     return {name.split("/", 1)[1]: name.split("/", 1)[0] for name in names}
 
 
@@ -365,6 +369,9 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
         assert moved["Config"]["Labels"]["com.docker.swarm.id"] == swarm_id
         assert moved["Config"]["Cmd"] == ["sleep", "300"]
         assert "plain" not in placed(manager)  # it did not ask to be rescheduled
+        # The old copies stay listed while their node is down.
+        down = manager.ok("ps", "-a", "--filter", "node=node2", "--format", "{{.Names}} {{.Status}}").splitlines()
+        assert sorted(down) == ["node2/idle Host Down", "node2/keeper Host Down", "node2/plain Host Down"]
         now = placed(manager)
     finally:
         victim.start()

@@ -24,6 +24,7 @@ route can see because it names no path: ``OPTIONS *`` and ``CONNECT host:port``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from ..replication import PrimaryPeer
+from ..replication import PrimaryPeer, Role
 from . import (
     archives,
     build,
@@ -180,7 +181,7 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
         try:
             if manager.replicated and not manager.role.primary and not request.path.endswith("/_ping"):
-                response = await _to_primary(manager, request)
+                response = await _to_primary(manager, request, handler)
             else:
                 response = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
@@ -199,17 +200,50 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     return serve
 
 
-async def _to_primary(manager: Manager, request: web.Request) -> web.StreamResponse:
-    """A replica's request, relayed to the primary (a 503 while none is elected)."""
+async def _to_primary(manager: Manager, request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A replica's request, relayed to the primary (a 503 while none is elected).
+
+    A primary that refuses the connection (it died: nothing was sent) is being replaced:
+    the request waits for the election, within the replication TTL, and goes to the new
+    primary, or is served here by its own ``handler`` if that is this manager. So a
+    failover loses only the requests the dead primary had taken. (``/info`` and hijacked
+    requests are not retried: they fail as before.)
+    """
     leader = manager.role.leader
     if not leader or leader == manager.advertise:
-        return error(503, "no primary manager is elected yet; try again in a moment")
+        role = await _next_role(manager, leader)
+        if role is None or not (role.primary or role.leader):
+            return error(503, "no primary manager is elected yet; try again in a moment")
+        if role.primary:
+            return await handler(request)
+        leader = role.leader
+    assert leader is not None
     peer = PrimaryPeer(leader, manager.cluster.session, manager.peer_ssl)
     if _INFO_PATH.fullmatch(request.path):
         return await _replica_info(manager, peer, request)
     if upgrade_protocol(request) is not None:
         return await hijack(request, peer)
-    return await forward(request, peer, stream_body=True)  # a build context or image tar is not held in memory
+    response = await forward(request, peer, stream_body=True)  # a build context or image tar is not held in memory
+    if not peer.unreachable:
+        return response
+    role = await _next_role(manager, leader)
+    if role is None:
+        return response
+    if role.primary:
+        return await handler(request)
+    assert role.leader is not None
+    return await forward(request, PrimaryPeer(role.leader, manager.cluster.session, manager.peer_ssl), stream_body=True)
+
+
+async def _next_role(manager: Manager, leader: str | None) -> Role | None:
+    """This manager's role once a primary other than ``leader`` is elected; None if none is within the TTL."""
+    deadline = asyncio.get_running_loop().time() + manager.replication_ttl + 2.0  # the election retries each second
+    while asyncio.get_running_loop().time() < deadline:
+        role = manager.role
+        if role.primary or (role.leader and role.leader != leader):
+            return role
+        await asyncio.sleep(0.05)
+    return None
 
 
 async def _page_not_found(request: web.Request) -> web.Response:

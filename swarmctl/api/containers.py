@@ -43,16 +43,38 @@ def with_node_names(engine: Engine, container: dict[str, Any]) -> dict[str, Any]
     return listed
 
 
+#: The status of a container whose node does not answer, as Swarm wrote it.
+HOST_DOWN = "Host Down"
+
+
+def listed_line(engine: Engine, container: dict[str, Any]) -> dict[str, Any]:
+    """A container's line in this manager's ``docker ps``: its names with the node's, "Host Down" if that is down.
+
+    A node that turned Unhealthy (dead, hung, cut off) still has its containers, and they
+    come back with it, so they stay listed from the last state seen, as Swarm lists them:
+    ``Status`` (the text ``docker ps`` shows) says "Host Down", ``State`` is the one last
+    seen. So ``docker ps`` without ``-a`` shows those that were running then (Swarm picked
+    them by that state too), and the ``status`` filter matches that state.
+    """
+    listed = with_node_names(engine, container)
+    if not engine.healthy:
+        listed["Status"] = HOST_DOWN
+    return listed
+
+
 def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[str]], limit: int) -> list[Any]:
-    """The containers ``filters`` keep (refused as dockerd refuses them), newest first, at most ``limit``."""
+    """The containers ``filters`` keep (refused as dockerd refuses them), newest first, at most ``limit``.
+
+    Every node's, an Unhealthy one's too (see :func:`listed_line`).
+    """
     matches = compile_filters(manager, filters)
     found = []
-    for engine in manager.cluster.healthy():
+    for engine in manager.cluster.engines.values():
         for container in engine.containers.values():
             if not show_all and container.get("State") != "running" and "status" not in filters:
                 continue
             if matches(engine, container):
-                found.append(with_node_names(engine, container))
+                found.append(listed_line(engine, container))
     found.sort(key=lambda c: c.get("Created", 0), reverse=True)
     return found[:limit] if limit > 0 else found
 
@@ -60,12 +82,13 @@ def list_containers(manager: Manager, show_all: bool, filters: dict[str, list[st
 def _engine_lines(engine: Engine) -> list[tuple[int, bool, bytes]]:
     """One engine's ``docker ps -a`` lines, serialised, with when each was created and whether it runs.
 
-    Kept until that engine changes (see ``Engine.memo``); ``docker ps`` picks the running ones.
+    Kept until that engine changes (see ``Engine.memo``; a change of its state is one);
+    ``docker ps`` picks the running ones.
     """
 
     def build() -> list[tuple[int, bool, bytes]]:
         return [
-            (int(c.get("Created") or 0), c.get("State") == "running", json.dumps(with_node_names(engine, c)).encode())
+            (int(c.get("Created") or 0), c.get("State") == "running", json.dumps(listed_line(engine, c)).encode())
             for c in engine.containers.values()
         ]
 
@@ -95,7 +118,8 @@ class Listing:
         its engine's few lines; the rest is a sort of numbers."""
         # The engines' own tuples, not new ones: 30,000 objects made per listing would wake the
         # garbage collector, and a full collection over the cache stalls every request.
-        found = [line for engine in manager.cluster.healthy() for line in _engine_lines(engine) if show_all or line[1]]
+        engines = manager.cluster.engines.values()  # an Unhealthy node's containers too (see listed_line)
+        found = [line for engine in engines for line in _engine_lines(engine) if show_all or line[1]]
         found.sort(key=_created, reverse=True)
         return cls.of_lines([line[2] for line in found])
 
@@ -164,12 +188,16 @@ async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web
     for those containers with ``size=1``; which containers, in which order,
     is still decided here (this manager's filters, ``node`` among them, and
     ``limit``). A container removed meanwhile is left out; a node that cannot
-    answer fails the listing, naming it, rather than showing sizes of zero.
+    answer fails the listing, naming it, rather than showing sizes of zero. An
+    Unhealthy node is not asked: its containers are listed as cached, "Host Down"
+    and without sizes, as in ``docker ps``.
     """
-    owners = {cid: engine for engine in manager_of(request).cluster.healthy() for cid in engine.containers}
+    owners = {cid: engine for engine in manager_of(request).cluster.engines.values() for cid in engine.containers}
     wanted: dict[Engine, list[str]] = {}
     for container in listed:
-        wanted.setdefault(owners[container["Id"]], []).append(container["Id"])
+        owner = owners[container["Id"]]
+        if owner.healthy:
+            wanted.setdefault(owner, []).append(container["Id"])
     engines = list(wanted)
     paths = [
         f"{version_prefix(request)}/containers/json?all=1&size=1&filters={quote(json.dumps({'id': ids}))}"
@@ -180,6 +208,7 @@ async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web
     if failed:
         return error(500, "; ".join(reply.message for reply in failed))
     fresh = {c["Id"]: with_node_names(reply.engine, c) for reply in replies for c in reply.json() or []}
+    fresh.update({c["Id"]: c for c in listed if not owners[c["Id"]].healthy})
     body = [fresh[c["Id"]] for c in listed if c["Id"] in fresh]
     return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 

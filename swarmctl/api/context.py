@@ -35,6 +35,8 @@ class Manager:
     replicated: bool = False
     role: Role = field(default_factory=lambda: Role(True, None))
     advertise: str = ""
+    #: The primary's lock TTL: a dead primary is replaced within it (a replica's request waits that long).
+    replication_ttl: float = 0.0
     #: TLS used to reach the primary (the same client identity as towards the engines).
     peer_ssl: ssl.SSLContext | None = None
     #: Pre-serialised answers keyed by the cluster's generation (see ``cached``).

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from ..cluster.engine import UNHEALTHY
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
 from ..errors import in_words
 from .bodies import BadBody, body_of
@@ -43,6 +44,20 @@ class Upstream(Protocol):
     async def open_connection(self) -> ByteStream: ...
 
     def report_failure(self, exc: BaseException) -> None: ...
+
+
+def unhealthy(engine: Upstream) -> web.Response | None:
+    """The answer for a request to a node that is Unhealthy, or None when it may be tried.
+
+    Its containers stay listed and inspectable from the cache, but what needs the node
+    (logs, stop, exec...) is refused at once, naming it: a dead node would refuse the
+    connection anyway, and a hung one (a stopped dockerd, whose kernel still accepts
+    connections) would hold the client until it resumed.
+    """
+    if getattr(engine, "state", None) != UNHEALTHY:
+        return None
+    reason = getattr(engine, "last_error", "") or "it does not answer"
+    return error(500, f"node {engine.name} ({engine.addr}) is unhealthy: {reason}")
 
 
 #: Request headers not passed on: hop-by-hop, or recomputed by aiohttp.
@@ -164,6 +179,9 @@ async def forward(
     The request's body (or ``body`` in its place) is read whole and sent, unless ``stream_body``:
     then it goes on as it arrives (a build context or an image tar can be gigabytes).
     """
+    down = unhealthy(engine)
+    if down is not None:
+        return down
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
     data: Any = body
     if data is None and request.body_exists:
@@ -257,6 +275,9 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
     the engine speak the websocket protocol to each other end to end
     (pings, closes, text and binary frames included).
     """
+    down = unhealthy(engine)
+    if down is not None:
+        return down
     protocol = upgrade_protocol(request) or "tcp"
     target = path_qs if path_qs is not None else request.rel_url.raw_path_qs
     body = await request.content.read(request.content_length) if request.content_length else b""

@@ -98,9 +98,16 @@ class Cluster:
 
     # -- containers ----------------------------------------------------------------
     def find_container(self, ref: str) -> tuple[Engine, str]:
-        """The engine and full ID of the container ``ref`` names: ID, name, ``node/name`` or ID prefix."""
+        """The engine and full ID of the container ``ref`` names: ID, name, ``node/name`` or ID prefix.
+
+        Containers of every node are found, an Unhealthy one's too: they still exist there
+        (inspect answers from the cache; what needs the node says it is unhealthy). A name on
+        a node that answers wins over the same name on one that does not (a container
+        rescheduled from a failed node, whose old copy is removed when the node is back);
+        the same name on two nodes alike is ambiguous.
+        """
         ref = ref.lstrip("/")
-        engines = self.healthy()
+        engines = list(self.engines.values())
         if "/" in ref:
             node, _, name = ref.partition("/")
             engine = self.by_name(node)
@@ -110,6 +117,8 @@ class Cluster:
         if exact:
             return exact[0]
         named = [(e, cid) for e in engines if (cid := e.container_names().get(ref)) is not None]
+        if len(named) > 1:
+            named = [(e, cid) for e, cid in named if e.healthy] or named
         if len(named) > 1:
             nodes = ", ".join(sorted(e.name for e, _ in named))
             raise LookupError_(

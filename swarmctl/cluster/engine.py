@@ -22,6 +22,17 @@ The cost of keeping the cache follows changes, not size:
   event stream had to be re-opened (events may have been missed: everything
   is re-read) and when the daemon reloads its configuration.
 
+Every request of the manager's own (the round's reads, inspections, a create)
+must start answering within ``timeout`` (``--engine-timeout``): a hung engine
+(a stopped dockerd: the kernel accepts the connection, nothing answers) then
+fails its rounds as a dead one does, instead of holding each for minutes, and
+turns Unhealthy after ``failure_retry`` rounds, each ending at that deadline
+(about ``failure_retry * timeout`` plus the back-off between rounds, 1 s, 2 s...).
+
+A node that turns Unhealthy keeps its cache: its containers stay listed (their
+status "Host Down", as Swarm shows them) and their names stay taken, since they
+still exist on the node and come back with it.
+
 A node is Healthy, and its containers listed, as soon as its lists are read;
 their details (inspects: reservations, ports, volumes) are filled in right
 after, and only then is the rescheduler told of the node. The inspections of
@@ -53,6 +64,7 @@ from urllib.parse import quote
 import aiohttp
 
 from ..api.streams import ByteStream, connect
+from ..errors import in_words
 from .events import EventBus
 from .packed import Inspects
 
@@ -91,6 +103,19 @@ class EngineOptions:
     refresh_min: float = 30.0
     refresh_max: float = 60.0
     ssl: ssl.SSLContext | None = None
+    #: Seconds a node may stay silent on a request of the manager's own (a refresh, an inspect,
+    #: a create) before it counts as not answering (``--engine-timeout``).
+    timeout: float = 10.0
+
+    def answer_timeout(self) -> aiohttp.ClientTimeout:
+        """A request's deadlines: connected within ``timeout`` (5 s at most), then no silence longer than it.
+
+        ``sock_read`` rather than a total: a long answer that keeps coming (a list of
+        thousands of containers) is not cut, only one that does not come at all.
+        """
+        return aiohttp.ClientTimeout(
+            total=REQUEST_TIMEOUT.total, sock_connect=min(5.0, self.timeout), sock_read=self.timeout
+        )
 
 
 class EngineError(Exception):
@@ -157,6 +182,10 @@ class Engine:
         self._rounds = 0
         #: Values derived from the cache, each kept until the next change (see :meth:`memo`).
         self._memo: dict[str, tuple[tuple[int, Any], Any]] = {}
+        #: The deadlines of the manager's own requests (see EngineOptions.answer_timeout).
+        self._timeout = options.answer_timeout()
+        #: Resolved when a check of this engine fails (see :meth:`next_failure`).
+        self._failure_waiters: set[asyncio.Future[None]] = set()
 
     # -- identity ----------------------------------------------------------------
     @property
@@ -277,7 +306,7 @@ class Engine:
 
     async def get_raw(self, path: str) -> bytes:
         """``path``'s answer as bytes; :class:`EngineError` unless it is a 200."""
-        async with self.request("GET", path) as response:
+        async with self.request("GET", path, timeout=self._timeout) as response:
             if response.status != 200:
                 raise EngineError(f"GET {path}: HTTP {response.status}")
             body: bytes = await response.read()
@@ -303,9 +332,24 @@ class Engine:
         if self._session is not None:
             await self._session.close()
 
+    def check_now(self) -> None:
+        """Start the next round at once (a request waits on this engine longer than it should)."""
+        self._wake.set()
+
+    def next_failure(self) -> asyncio.Future[None]:
+        """A future resolved when a check of this engine next fails; cancel it when no longer wanted.
+
+        A create waiting long for its answer races it: a node that still answers its checks
+        is slow (dockerd looking up a plugin can take 15 s), one that does not is hung.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._failure_waiters.add(waiter)
+        waiter.add_done_callback(self._failure_waiters.discard)
+        return waiter
+
     def report_failure(self, exc: BaseException) -> None:
         """A proxied request could not reach the engine: check it now rather than at the next refresh."""
-        self.last_error = str(exc) or type(exc).__name__
+        self.last_error = in_words(exc)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -357,7 +401,10 @@ class Engine:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.last_error = str(exc) or type(exc).__name__
+        self.last_error = in_words(exc)
+        for waiter in list(self._failure_waiters):
+            if not waiter.done():
+                waiter.set_result(None)
         if self.state == HEALTHY and self.failures >= self.options.failure_retry:
             self.state = UNHEALTHY
             self._changed(specs=True)

@@ -5,10 +5,17 @@ chosen node may have just died, or lost the image, or lack something only
 the engine checks (a runtime, a device). So the create is tried on the
 candidates in order, at most :data:`CREATE_TRIES` of them:
 
-- a node that cannot be reached is reported to its engine (which checks it
-  at once) and the next candidate is tried; but a node that takes the
-  request and then fails to answer is not replaced, as the container may
-  exist there, and a second node would make a twin;
+- a node that cannot be reached (the connection refused, or not made within
+  ``--engine-timeout``: nothing was sent) is reported to its engine (which
+  checks it at once) and the next candidate is tried; but a node that takes
+  the request and then fails to answer (or says nothing for
+  ``--engine-timeout`` and then fails the check this starts: a hung dockerd,
+  whose kernel still accepts connections) is not replaced, as the container
+  may exist there, or appear when it resumes, and a second node would make a
+  twin: the client hears so, naming the node, instead of waiting for the node
+  (a node that answers its check is only slow, and is waited for);
+- a node whose last check failed (not yet Unhealthy, but maybe dead or hung)
+  is tried after the other candidates;
 - a node without the image (Docker's 404 "No such image") sends the create
   to the next candidates that have the image; when none does but a node the
   container may not go to has it (built or committed there, while the
@@ -49,7 +56,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -122,12 +129,19 @@ class Placer:
             raise ReferenceError("the cluster is gone")
         return cluster
 
-    def name_taken(self, name: str) -> bool:
-        """A name in use on a healthy node, or being given right now."""
+    def name_taken(self, name: str, exclude: Iterable[str] = ()) -> bool:
+        """A name in use on a node of the cluster, or being given right now.
+
+        Unhealthy nodes count: their containers still exist and come back with them, and a
+        second container of that name elsewhere would make the name ambiguous then (Swarm
+        answered 409 too). Only the nodes in ``exclude`` (addresses) do not: the rescheduler
+        recreates a failed node's container under its own name, away from that node.
+        """
         name = name.lstrip("/")
         if name in self._names:
             return True
-        return any(name in engine.container_names() for engine in self.cluster.healthy())
+        skip = set(exclude)
+        return any(name in e.container_names() for e in self.cluster.engines.values() if e.addr not in skip)
 
     def candidates(self, scheduler: Scheduler, request: ContainerRequest, exclude: Iterable[str] = ()) -> list[Engine]:
         """The engines that may take ``request``, best first; :class:`NoNodeError` if none."""
@@ -140,7 +154,7 @@ class Placer:
         skip = set(exclude)
         nodes = nodes_of([e for e in self.cluster.engines.values() if e.addr not in skip], self.pending)
         try:
-            return request, [node.engine for node in scheduler.select(request, nodes)]
+            return request, _suspects_last(node.engine for node in scheduler.select(request, nodes))
         except NoNodeError:
             movable = frozenset(
                 need.name
@@ -150,7 +164,7 @@ class Placer:
             if not movable:
                 raise
         moving = replace(request, may_move=movable)
-        return moving, [node.engine for node in scheduler.select(moving, nodes)]
+        return moving, _suspects_last(node.engine for node in scheduler.select(moving, nodes))
 
     async def create(
         self,
@@ -164,7 +178,7 @@ class Placer:
     ) -> Outcome:
         """Choose the node and create the container there (or on the next candidate)."""
         name = name.lstrip("/")
-        if name and self.name_taken(name):
+        if name and self.name_taken(name, exclude):
             return Outcome(409, _message(f'Conflict. The container name "/{name}" is already in use.'))
         if query is None:
             query = f"name={quote(name)}" if name else ""
@@ -255,15 +269,20 @@ class Placer:
     async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
         with self.holding(engine, request):
             try:
-                async with engine.request(
-                    "POST", url, data=json.dumps(request.body).encode(), headers={"Content-Type": "application/json"}
-                ) as response:
-                    status, body = response.status, await response.read()
-            except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+                answer = await _answer_or_hang(engine, url, json.dumps(request.body).encode())
+                if answer is None:
+                    reason = (
+                        f"node {engine.name} ({engine.addr}) did not answer the create within "
+                        f"{engine.options.timeout:g}s, nor its check since; the container may still appear there"
+                    )
+                    return Outcome(500, _message(reason), engine, final=True)
+                status, body = answer
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, ConnectionRefusedError) as exc:
+                # Not connected, so nothing was sent: the next candidate may take it.
                 engine.report_failure(exc)
                 reason = f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}"
                 return Outcome(500, _message(reason), engine)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (aiohttp.ClientError, OSError) as exc:
                 # The create was sent: it may have happened. Another node would make a twin.
                 engine.report_failure(exc)
                 reason = (
@@ -286,6 +305,58 @@ class Placer:
                 if any(need.name not in known for need in request.volumes):
                     await engine.refresh_volumes()
             return Outcome(201, body, engine, container_id)
+
+
+async def _answer_or_hang(engine: Engine, url: str, body: bytes) -> tuple[int, bytes] | None:
+    """The engine's answer to the create; None if it says nothing and then fails a check.
+
+    No deadline on the answer itself: dockerd may take long and still answer (looking up
+    a log or volume plugin it does not have takes it 15 s). After ``--engine-timeout``
+    without an answer the node is checked at once, and a node that does not answer its
+    check either is hung: the create is given up (it was sent: it may still happen there).
+    Connection errors propagate (the caller tells those that sent nothing apart).
+    """
+
+    async def send() -> tuple[int, bytes]:
+        async with engine.request(
+            "POST",
+            url,
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(5.0, engine.options.timeout)),
+        ) as response:
+            return response.status, await response.read()
+
+    sending = asyncio.ensure_future(send())
+    failure: asyncio.Future[None] | None = None
+    try:
+        done, _ = await asyncio.wait({sending}, timeout=engine.options.timeout)
+        if not done:
+            failure = engine.next_failure()
+            engine.check_now()
+            either: list[asyncio.Future[Any]] = [sending, failure]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            return None
+        return sending.result()
+    finally:
+        if failure is not None:
+            failure.cancel()
+        if not sending.done():
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sending
+
+
+def _suspects_last(engines: Iterable[Engine]) -> list[Engine]:
+    """The candidates in the scheduler's order, but a node whose last check failed after the others.
+
+    Such a node is still Healthy (fewer than ``--engine-failure-retry`` failures) but may be dead
+    or hung; a create sent to a hung node cannot be moved elsewhere, so it is tried only when no
+    node that answered its last check may take the container.
+    """
+    ordered = list(engines)
+    return [e for e in ordered if not e.failures] + [e for e in ordered if e.failures]
 
 
 def _has_image(engine: Engine, image: str) -> bool:
