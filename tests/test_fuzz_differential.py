@@ -23,10 +23,15 @@ dockerd 20.10 answers a create body it cannot decode into its types
 (``"Cmd": 5``) with a 500 ("json: cannot unmarshal number into Go struct field
 ..."), and malformed ``filters`` the same way: the same class is what is asked.
 
-Every run generates the same requests (``tests.support.fuzzing``): about 2,100
-per run in CI; ``SWARMCTL_FUZZ_SCALE=N`` runs N times as many,
-``SWARMCTL_FUZZ_SEED=S`` others, and ``SWARMCTL_FUZZ_REPORT=FILE`` lists every
-difference in FILE instead of stopping at the first.
+Differences found and not yet fixed are listed in ``KNOWN``: kept out of the
+generated requests, each sent once as a strict xfail, so that a fix shows.
+Malformed HTTP (no Host, a cut body...) is sent raw; Go's own refusals of
+those are text/plain, so there the manager may answer in text too.
+
+Every run generates the same requests (``tests.support.fuzzing``): about 2,500
+per run in CI, in about a minute; ``SWARMCTL_FUZZ_SCALE=N`` runs N times as
+many, ``SWARMCTL_FUZZ_SEED=S`` others, and ``SWARMCTL_FUZZ_REPORT=FILE`` lists
+every difference in FILE instead of stopping at the first.
 """
 
 from __future__ import annotations
