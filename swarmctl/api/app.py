@@ -49,6 +49,7 @@ from . import (
     volumes,
 )
 from .context import MANAGER, MIN_API_VERSION, Manager
+from .filters import Refused
 from .headers import Answer, stamp
 from .proxy import error, forward, hijack, upgrade_protocol
 
@@ -171,7 +172,9 @@ def _served(manager: Manager, handler: Handler) -> Handler:
     - Unknown paths and a known path's other methods: ``404 page not found``
       (as dockerd's router answers them; the catch-all route sends unknown
       paths here too).
-    - Any other HTTP exception goes out as aiohttp writes it, with our headers.
+    - A :class:`~.filters.Refused` (a request refused from deep inside a
+      handler) is answered with its status and message; any other HTTP
+      exception goes out as aiohttp writes it, with our headers.
     - Anything unexpected (a bug) is logged with its traceback and answered
       500 in Docker's format, without Python's words, rather than dropped.
     - On a replica, every request but ``/_ping`` goes to the primary,
@@ -184,6 +187,8 @@ def _served(manager: Manager, handler: Handler) -> Handler:
                 response = await _to_primary(manager, request, handler)
             else:
                 response = await handler(request)
+        except Refused as exc:
+            response = error(exc.status, exc.message)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
             response = error(404, "page not found")
         except web.HTTPException as exc:

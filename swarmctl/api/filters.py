@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Collection, Mapping
-
-from aiohttp import web
 
 from . import gojson
 
@@ -25,10 +22,18 @@ def parse_filters(raw: str | None, *, status: int = 500, context: str = "") -> d
         raise refusal(400, str(exc)) from None
 
 
-def refusal(status: int, message: str) -> web.HTTPException:
-    """An HTTP exception whose body is Docker's ``{"message": ...}`` (raised from deep inside a listing)."""
-    exception = web.HTTPBadRequest if status == 400 else web.HTTPInternalServerError
-    return exception(body=json.dumps({"message": message}).encode(), content_type="application/json")
+class Refused(Exception):
+    """A request the engine refuses, raised from deep inside a handler: the app answers it (``status``, ``message``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def refusal(status: int, message: str) -> Refused:
+    """The :class:`Refused` to raise for ``status`` and Docker's ``message``."""
+    return Refused(status, message)
 
 
 def accept_only(filters: Mapping[str, list[str]], names: Collection[str]) -> None:
