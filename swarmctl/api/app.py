@@ -299,5 +299,5 @@ def make_app(manager: Manager) -> web.Application:
                 app.router.add_route(method, f"/v{version}{path}", served[handler])
     for method, path, handler in sorted(ROUTES, key=_versioned_order):  # stable: ROUTES' order after the first
         app.router.add_route(method, "/v{api_version:[0-9.]+}" + path, served[handler])
-    app.router.add_route("*", "/{path:.*}", _served(manager, _page_not_found))
+    app.router.add_route("*", r"/{path:[\s\S]*}", _served(manager, _page_not_found))  # a newline too
     return app

@@ -35,6 +35,7 @@ from .gotypes import (
     check,
     integer,
     loads,
+    within_depth,
 )
 
 DURATION = integer("time.Duration", 64, signed=True)
@@ -265,18 +266,27 @@ class BadBody(ValueError):
         self.message = message
 
 
-def container_config(raw: bytes) -> dict[str, Any]:
+def check_for_json(content_type: str | None, raw: bytes) -> None:
+    """dockerd's ``CheckForJSON``: a body must be sent as ``application/json`` (no type: only without a body)."""
+    if not content_type and not raw:
+        return
+    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+        raise BadBody(400, f"Content-Type specified ({content_type or ''}) must be 'application/json'")
+
+
+def container_config(raw: bytes, content_type: str | None = "application/json") -> dict[str, Any]:
     """The create body as dockerd 20.10 reads it, canonical field names; :class:`BadBody` with its answer.
 
+    - Sent as other than ``application/json``: 400, as ``CheckForJSON`` says.
     - An empty body: 500 ``EOF``; bad JSON: 500 with Go's syntax error
       (only the first value counts: what follows it is not read).
     - A value of the wrong kind anywhere: 500 with Go's type error.
     - No field of ``container.Config`` at all (``{}``, ``null``): 400
       ``Config cannot be empty in order to create a container``.
     """
+    check_for_json(content_type, raw)
     try:
-        value = loads(raw.decode("utf-8", errors="replace"))
-        body: Any = check(value, CONTAINER_CONFIG_WRAPPER)
+        body: Any = within_depth(check(loads(raw.decode("utf-8", errors="replace")), CONTAINER_CONFIG_WRAPPER))
     except EOFError:
         raise BadBody(500, "EOF") from None
     except gojson.NestedTooDeep as exc:
@@ -335,14 +345,15 @@ VOLUME_CREATE = Struct(
 )
 
 
-def body_of(raw: bytes, kind: Struct) -> dict[str, Any]:
+def body_of(raw: bytes, kind: Struct, content_type: str | None = "application/json") -> dict[str, Any]:
     """A network's or a volume's request body as dockerd reads it; :class:`BadBody` with its 400.
 
     dockerd reads these with ``httputils.ReadJSON``: every refusal is 400,
     an empty body ``got EOF while reading request body``.
     """
+    check_for_json(content_type, raw)
     try:
-        body: Any = check(loads(raw.decode("utf-8", errors="replace")), kind)
+        body: Any = within_depth(check(loads(raw.decode("utf-8", errors="replace")), kind))
     except EOFError:
         raise BadBody(400, "got EOF while reading request body") from None
     except (gojson.GoJSONError, gojson.NestedTooDeep, GoTypeError) as exc:

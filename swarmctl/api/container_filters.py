@@ -69,17 +69,32 @@ def _health(container: dict[str, Any]) -> str:
     return "none"
 
 
+def _parse_port(text: str) -> int:
+    """Go's ``strconv.ParseUint(text, 10, 16)``, its error in its words."""
+    if re.fullmatch(r"[0-9]+", text) is None:
+        raise ValueError(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    if int(text) > 65535:
+        raise ValueError(f'strconv.ParseUint: parsing "{text}": value out of range')
+    return int(text)
+
+
 def _ports(value: str, key: str) -> tuple[int, int, str]:
-    """``80``, ``80/tcp``, ``8000-8080/udp``: the range and the protocol (dockerd's ``nat`` parsing)."""
+    """``80``, ``80/tcp``, ``8000-8080/udp``: the range and the protocol, as dockerd's ``portOp`` reads them."""
     if ":" in value:
         raise refusal(500, f"filter for '{key}' should not contain ':': {value}")
-    port, _, proto = value.partition("/")
-    start, dash, end = port.partition("-")
+    parts = value.split("/")
+    port, proto = (parts[0], (parts[1] if len(parts) > 1 and parts[1] else "tcp")) if parts[0] else ("", "")
     try:
-        low, high = int(start), int(end) if dash else int(start)
-    except ValueError:
-        raise refusal(500, f"invalid range specified for {key}: {value}") from None
-    return low, high, (proto or "tcp").lower()
+        if not port:
+            raise ValueError("Empty string specified for ports.")
+        start, dash, rest = port.partition("-")
+        low = _parse_port(start)
+        high = _parse_port(rest.split("-")[0]) if dash else low
+        if high < low:
+            raise ValueError(f"Invalid range specified for the Port: {port}")
+    except ValueError as exc:
+        raise refusal(500, f"error while looking up for {key} {port}: {exc}") from None
+    return low, high, proto.lower()
 
 
 def _port_match(container: dict[str, Any], field: str, wanted: list[tuple[int, int, str]]) -> bool:
@@ -94,19 +109,19 @@ def _port_match(container: dict[str, Any], field: str, wanted: list[tuple[int, i
 
 def compile_filters(manager: Manager, filters: dict[str, list[str]]) -> Match:
     """The containers ``filters`` keep, as one test; every refusal dockerd makes is raised here, at once."""
-    accept_only(filters, CONTAINER_FILTERS)
+    accept_only(filters, CONTAINER_FILTERS)  # then each check in the order dockerd's foldFilter makes them
+    exited = {_go_atoi(code) for code in filters.get("exited", [])}
     for state in filters.get("status", []):
         if state not in STATES:
             raise refusal(400, f"Invalid filter 'status={state}'")
+    is_task = boolean(filters, "is-task")
     for health in filters.get("health", []):
         if health not in HEALTH:
             raise refusal(400, f"Unrecognised filter value for health: {health}")
-    exited = {_go_atoi(code) for code in filters.get("exited", [])}
-    is_task = boolean(filters, "is-task")
-    published = [_ports(v, "publish") for v in filters.get("publish", [])]
-    exposed = [_ports(v, "expose") for v in filters.get("expose", [])]
     before = [_created_of(manager, ref) for ref in filters.get("before", [])]
     since = [_created_of(manager, ref) for ref in filters.get("since", [])]
+    published = [_ports(v, "publish") for v in filters.get("publish", [])]
+    exposed = [_ports(v, "expose") for v in filters.get("expose", [])]
     tests: list[Match] = []
 
     def keep(test: Match) -> None:

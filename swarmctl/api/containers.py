@@ -324,7 +324,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     """
     manager = manager_of(request)
     try:
-        wanted = ContainerRequest.from_body(container_config(await request.read()))
+        wanted = ContainerRequest.from_body(container_config(await request.read(), request.headers.get("Content-Type")))
     except BadBody as exc:
         return error(exc.status, exc.message)
     except ExpressionError as exc:

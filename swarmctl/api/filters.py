@@ -44,8 +44,8 @@ def accept_only(filters: Mapping[str, list[str]], names: Collection[str]) -> Non
 
 
 def boolean(filters: Mapping[str, list[str]], key: str) -> bool | None:
-    """dockerd's ``GetBoolOrDefault``: None if ``key`` is absent, else its value ("true"/"1", "false"/"0")."""
-    if key not in filters:
+    """dockerd's ``GetBoolOrDefault``: None if ``key`` has no value, else its value ("true"/"1", "false"/"0")."""
+    if not filters.get(key):  # absent, or given without a value (``{"dangling": null}``): dockerd 20.10 ignores it
         return None
     values = set(filters[key])
     true, false = bool(values & {"true", "1"}), bool(values & {"false", "0"})
@@ -96,7 +96,8 @@ def parse_filters_as_dockerd(raw: str) -> dict[str, list[str]]:
     if problem is None:
         return {key: list(values or {}) for key, values in (value or {}).items()}
     if isinstance(value, dict) and all(_string_list(v) for v in value.values()):
-        return {key: [str(v or "") for v in values or []] for key, values in value.items()}
+        # Go keeps a filter's values as the keys of a map: a value given twice is there once.
+        return {key: list(dict.fromkeys(str(v or "") for v in values or [])) for key, values in value.items()}
     raise gojson.GoJSONError(problem)
 
 

@@ -15,6 +15,8 @@ manager does not have.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 #: Python's type of a decoded value -> the word Go uses in ``cannot unmarshal X into ...``.
@@ -201,26 +203,87 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's decoder reads NaN and Infinity; Go's does not
 
 
-def _decoded(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise NestedTooDeep from None
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_LITERAL_VALUES = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 
 
-def decode_first(text: str) -> Any:
+def _skip_space(text: str, pos: int) -> int:
+    while text[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def decode_deep(text: str, parse_float: Callable[[str], Any] = float) -> Any:
+    """A value the scanner found well formed, decoded with a stack of its own (Python's decoder recurses).
+
+    For what ``json`` cannot take, a value nested hundreds of levels deep:
+    Go reads up to :data:`MAX_DEPTH`, and so must the manager, if only to
+    answer with the type error dockerd would give.
+    """
+    stack: list[tuple[dict[str, Any] | list[Any], list[str]]] = []  # open containers, with the key pending
+    pos = 0
+    while True:
+        pos = _skip_space(text, pos)
+        char = text[pos]
+        value: Any
+        if char in "{[":
+            container: dict[str, Any] | list[Any] = {} if char == "{" else []
+            pos = _skip_space(text, pos + 1)
+            if text[pos] in "}]":
+                value, pos = container, pos + 1
+            else:
+                key: list[str] = []
+                if char == "{":
+                    name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+                    key.append(name)
+                    pos = _skip_space(text, pos) + 1  # the colon
+                stack.append((container, key))
+                continue
+        elif char == '"':
+            value, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        elif char in _LITERAL_VALUES:
+            word, value = _LITERAL_VALUES[char]
+            pos += len(word)
+        else:
+            number = _NUMBER.match(text, pos)
+            assert number is not None  # the scanner checked it
+            value = parse_float(number[0]) if number[1] or number[2] else int(number[0])
+            pos = number.end()
+        while True:  # the value goes into its container; close what it ended
+            if not stack:
+                return value
+            container, key = stack[-1]
+            if isinstance(container, dict):
+                container[key.pop()] = value
+            else:
+                container.append(value)
+            pos = _skip_space(text, pos)
+            if text[pos] == ",":
+                pos = _skip_space(text, pos + 1)
+                if isinstance(container, dict):
+                    name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+                    key.append(name)
+                    pos = _skip_space(text, pos) + 1
+                break
+            pos += 1
+            stack.pop()
+            value = container
+
+
+def decode_first(text: str, parse_float: Callable[[str], Any] = float) -> Any:
     """The first JSON value of a request body, as ``json.NewDecoder(body).Decode`` reads it.
 
     What follows the value is not read (Go's decoder stops there). An empty
     body raises :class:`EOFError` (dockerd then says ``got EOF while reading
     request body``); a body cut short raises ``unexpected EOF``. A body that
     is one well-formed value (nearly all) is decoded by ``json`` at once; the
-    scanner runs only to word an error as Go does or find where the value ends.
+    scanner runs only to word an error as Go does or find where the value ends,
+    and a value too deep for ``json`` is decoded by :func:`decode_deep`.
     """
     if not text.strip(_WHITESPACE):
         raise EOFError
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=parse_float)
     except (ValueError, RecursionError):
         pass
     scanner = _Scanner(text)
@@ -228,7 +291,11 @@ def decode_first(text: str) -> Any:
         scanner.value()
     except _EndOfInput:
         raise GoJSONError("unexpected EOF") from None
-    return _decoded(text[: scanner.pos])
+    first = text[: scanner.pos]
+    try:
+        return json.loads(first, parse_float=parse_float)
+    except RecursionError:
+        return decode_deep(first, parse_float)
 
 
 def unmarshal(text: str) -> Any:
@@ -246,4 +313,7 @@ def unmarshal(text: str) -> Any:
             scanner.pos += 1
     except _EndOfInput:
         raise GoJSONError("unexpected end of JSON input") from None
-    return _decoded(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return decode_deep(text)

@@ -20,7 +20,6 @@ literal (see :func:`loads`), so ``1e3`` for an ``int`` is refused as ``number
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +43,22 @@ MAX_DEPTH = 200
 
 
 def loads(text: str) -> Any:
-    """``text`` decoded as :func:`gojson.decode_first` does, non-integer numbers as :class:`FloatLiteral`.
-
-    :class:`gojson.NestedTooDeep` for a value nested more than :data:`MAX_DEPTH` deep.
-    """
+    """``text`` decoded as :func:`gojson.decode_first` does, non-integer numbers as :class:`FloatLiteral`."""
     value = gojson.decode_first(text)
-    depth, floats = _shape(value)
-    if depth > MAX_DEPTH:
+    return gojson.decode_first(text, parse_float=FloatLiteral) if _shape(value)[1] else value
+
+
+def within_depth(value: Any) -> Any:
+    """``value``, if it nests at most :data:`MAX_DEPTH` deep; else :class:`gojson.NestedTooDeep`.
+
+    Checked after the types (:func:`check` stops at the first value of the
+    wrong kind, so it never goes deeper than the types do): a body an engine
+    refuses is refused in its words however deep, and only what an engine
+    would take meets the manager's own limit.
+    """
+    if _shape(value)[0] > MAX_DEPTH:
         raise gojson.NestedTooDeep(MAX_DEPTH)
-    return _with_literals(value, text) if floats else value
+    return value
 
 
 def _shape(value: Any) -> tuple[int, bool]:
@@ -67,15 +73,6 @@ def _shape(value: Any) -> tuple[int, bool]:
         elif type(item) is float:
             floats = True
     return deepest, floats
-
-
-def _with_literals(value: Any, text: str) -> Any:
-    """Decoded again keeping float literals (rare: a create body has no float field, so only to word errors)."""
-    try:
-        return json.loads(text, parse_float=FloatLiteral)
-    except ValueError:  # what followed the first value (Go reads only that far): decode just the value
-        decoder = json.JSONDecoder(parse_float=FloatLiteral)
-        return decoder.raw_decode(text, len(text) - len(text.lstrip(" \t\r\n")))[0]
 
 
 class GoTypeError(ValueError):
@@ -174,6 +171,19 @@ STR_SLICE = StrSlice("strslice.StrSlice")
 EMPTY_STRUCT = Struct("struct {}", "", {})
 
 
+def zero(kind: GoType) -> Any:
+    """Go's zero value of ``kind`` as JSON decodes it: ``""``, ``false``, ``0``, an empty struct, else ``null``."""
+    if isinstance(kind, String):
+        return ""
+    if isinstance(kind, Bool):
+        return False
+    if isinstance(kind, Integer):
+        return 0
+    if isinstance(kind, Struct):
+        return {}
+    return None
+
+
 class _StopDecoding(Exception):
     """A decoder of a type's own failed: Go returns its error at once."""
 
@@ -216,13 +226,17 @@ class _Check:
             if not isinstance(value, list):
                 return self._wrong(value, kind)
             items = value[: kind.length] if isinstance(kind, Array) else value
-            return [self.value(item, kind.element) for item in items]
+            return [self.element(item, kind.element) for item in items]
         if isinstance(kind, Map):
             if not isinstance(value, dict):
                 return self._wrong(value, kind)
-            return {key: self.value(item, kind.value) for key, item in value.items()}
+            return {key: self.element(item, kind.value) for key, item in value.items()}
         assert isinstance(kind, Struct)
         return self._struct(value, kind)
+
+    def element(self, value: Any, kind: GoType) -> Any:
+        """An element of a list or a map: a ``null`` there is the zero value Go stores (``""`` in a ``[]string``)."""
+        return zero(kind) if value is None else self.value(value, kind)
 
     def _wrong(self, value: Any, kind: GoType) -> None:
         self.type_error(value, kind)

@@ -108,6 +108,8 @@ async def networks_json(request: web.Request) -> web.Response:
     manager = manager_of(request)
     filters = parse_filters(request.query.get("filters"))
     accept_only(filters, NETWORK_FILTERS)
+    if len(filters.get("dangling", [])) > 1:
+        raise refusal(400, 'got more than one value for filter key "dangling"')
     boolean(filters, "dangling")
     for kind in filters.get("type", []):
         if kind not in ("custom", "builtin"):

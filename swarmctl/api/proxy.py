@@ -147,7 +147,7 @@ def version_prefix(request: web.Request) -> str:
 async def json_body(request: web.Request, kind: Struct) -> dict[str, Any] | web.Response:
     """The request's JSON object as dockerd reads it into ``kind``, or the 400 it answers (bodies.py)."""
     try:
-        return body_of(await request.read(), kind)
+        return body_of(await request.read(), kind, request.headers.get("Content-Type"))
     except BadBody as exc:
         return error(exc.status, exc.message)
 

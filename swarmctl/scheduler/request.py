@@ -159,6 +159,8 @@ class ContainerRequest:
         if not isinstance(body, dict):
             raise ExpressionError("the container configuration must be a JSON object")
         body = copy.deepcopy(body)
+        if "" in ((body.get("HostConfig") or {}).get("VolumesFrom") or []):  # dockerd's check, before scheduling
+            raise ExpressionError("volumes-from specification cannot be an empty string")
         labels: dict[str, str] = dict(body.get("Labels") or {})
         lists = {label: label_list(labels, label) for label in _ENV_KEYS.values()}
         env: list[str] = []
