@@ -28,6 +28,6 @@ def parse_host_port(addr: str, default_port: int) -> tuple[str, int]:
         raise InvalidArgumentError(f"store address {addr!r}: empty host")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:  # "²" is a digit too
         raise InvalidArgumentError(f"store address {addr!r}: port must be 1-65535")
     return host, int(port_text)

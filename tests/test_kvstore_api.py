@@ -123,7 +123,7 @@ def test_host_port(addr: str, expected: tuple[str, int]) -> None:
     assert parse_host_port(addr, 99) == expected
 
 
-@pytest.mark.parametrize("addr", ["", ":1", "h:", "h:0", "h:65536", "h:x", "::1:5", "[::1", "[::1]x"])
+@pytest.mark.parametrize("addr", ["", ":1", "h:", "h:0", "h:65536", "h:x", "h:\u00b2", "::1:5", "[::1", "[::1]x"])
 def test_bad_host_port(addr: str) -> None:
     with pytest.raises(InvalidArgumentError, match="address"):
         parse_host_port(addr, 99)

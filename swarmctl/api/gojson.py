@@ -22,6 +22,7 @@ from typing import Any
 #: Python's type of a decoded value -> the word Go uses in ``cannot unmarshal X into ...``.
 _KINDS: dict[type, str] = {dict: "object", list: "array", str: "string", bool: "bool", int: "number", float: "number"}
 _WHITESPACE = " \t\r\n"
+_DIGITS = "0123456789"  # ASCII only, as Go's scanner: ``str.isdigit`` also takes "²"
 _LITERALS = {"t": "true", "f": "false", "n": "null"}
 _ESCAPES = set('"\\/bfnrtu')
 #: How deep Go's scanner lets values nest (``maxNestingDepth`` in encoding/json).
@@ -119,7 +120,7 @@ class _Scanner:
             return True
         if char == '"':
             self._string()
-        elif char == "-" or char.isdigit():
+        elif char == "-" or char in _DIGITS:
             self._number()
         elif char in _LITERALS:
             self._literal(_LITERALS[char])
@@ -153,9 +154,9 @@ class _Scanner:
         self.pos += 1
 
     def _digits(self, context: str) -> None:
-        if not self._peek().isdigit():
+        if self._peek() not in _DIGITS:
             raise self._fail(context)
-        while self.pos < len(self.text) and self.text[self.pos].isdigit():
+        while self.pos < len(self.text) and self.text[self.pos] in _DIGITS:
             self.pos += 1
 
     def _number(self) -> None:
