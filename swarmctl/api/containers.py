@@ -155,10 +155,17 @@ class Listing:
 _PLAIN_LISTINGS = {"": False, "all=1": True, "all=true": True, "all=0": False, "all=false": False}
 
 
+#: Where each plain listing is kept among the manager's answers (made once, not per request).
+_LISTING_KEYS = {True: "ps-lines:all", False: "ps-lines:running"}
+
+
 async def containers_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     show_all = _PLAIN_LISTINGS.get(request.query_string)
     if show_all is not None:
+        kept = manager.answers.get(_LISTING_KEYS[show_all])  # the path of every ``docker ps``: read directly
+        if kept is not None and kept[0] == manager.cluster.version and kept[1].size <= KEEP_BELOW:
+            return answer(manager, kept[1].body())
         return await _plain_listing(request, manager, show_all)
     query = request.query
     show_all = query_flag(request, "all")
@@ -174,7 +181,9 @@ async def containers_json(request: web.Request) -> web.StreamResponse:
 
 async def _plain_listing(request: web.Request, manager: Manager, show_all: bool) -> web.StreamResponse:
     """Every container (or every running one), kept whole while small, written in pieces when large."""
-    listing: Listing = manager.kept(f"ps-lines:{show_all}", manager.generation(), lambda: Listing.of(manager, show_all))
+    listing: Listing = manager.kept(
+        _LISTING_KEYS[show_all], manager.generation(), lambda: Listing.of(manager, show_all)
+    )
     if listing.size > KEEP_BELOW:
         return await listing.write(request)
     return answer(manager, listing.body())
