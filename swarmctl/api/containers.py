@@ -163,9 +163,9 @@ async def containers_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     show_all = _PLAIN_LISTINGS.get(request.query_string)
     if show_all is not None:
-        kept = manager.answers.get(_LISTING_KEYS[show_all])  # the path of every ``docker ps``: read directly
-        if kept is not None and kept[0] == manager.cluster.version and kept[1].size <= KEEP_BELOW:
-            return answer(manager, kept[1].body())
+        kept: Listing | None = manager.fresh(_LISTING_KEYS[show_all], manager.generation())  # every ``docker ps``
+        if kept is not None and kept.size <= KEEP_BELOW:
+            return answer(manager, kept.body())
         return await _plain_listing(request, manager, show_all)
     query = request.query
     show_all = query_flag(request, "all")

@@ -81,19 +81,30 @@ class Manager:
         reads the generation directly and calls nothing.
         """
         valid = (self.cluster.version, stamp)
-        hit = self.answers.get(key)
-        if hit is not None and hit[0] == valid:
-            body: bytes = hit[1]
-            return body
-        built: bytes = self.kept(key, valid, build)
-        return built
+        body: bytes | None = self.fresh(key, valid)
+        if body is None:
+            body = self.kept(key, valid, build)
+        return body
 
     def kept(self, key: str, valid: Any, build: Any) -> Any:
         """``build()``, reused while ``valid`` stays equal (``cluster.specs_version``: until the nodes change)."""
+        value = self.fresh(key, valid)
+        if value is None:
+            value = build()
+            self.answers[key] = (valid, value)
+        return value
+
+    def fresh(self, key: str, valid: Any) -> Any:
+        """What is kept under ``key`` if it is still ``valid``, else None.
+
+        The hot paths (``/info``, ``docker ps``, every answer's headers) ask
+        this first, so a hit makes no closure for ``kept`` to call.
+        """
         hit = self.answers.get(key)
-        if hit is not None and hit[0] == valid:
-            return hit[1]
-        value = build()
+        return hit[1] if hit is not None and hit[0] == valid else None
+
+    def keep(self, key: str, valid: Any, value: Any) -> Any:
+        """``value`` kept under ``key`` while ``valid`` stays equal (see :meth:`fresh`)."""
         self.answers[key] = (valid, value)
         return value
 

@@ -49,12 +49,11 @@ class Answer(web.Response):
 def answer(manager: Manager, body: bytes, status: int = 200) -> Answer:
     """``body`` as a JSON answer, its headers one copy of a set made once per API version."""
     version = manager.api_version()
-    made = manager.answers.get(_JSON_HEADERS)  # read here, not through ``kept``: no closure per answer
-    if made is None or made[0] != version:
-        headers: CIMultiDict[str] = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
+    headers: CIMultiDict[str] | None = manager.fresh(_JSON_HEADERS, version)
+    if headers is None:
+        headers = manager.keep(_JSON_HEADERS, version, CIMultiDict({hdrs.CONTENT_TYPE: "application/json"}))
         stamp(manager, headers)
-        made = manager.answers[_JSON_HEADERS] = (version, headers)
-    return Answer(body=body, status=status, headers=made[1])
+    return Answer(body=body, status=status, headers=headers)
 
 
 async def prepare(request: web.Request, response: web.StreamResponse) -> None:
