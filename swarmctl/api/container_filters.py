@@ -17,6 +17,7 @@ from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
 from .context import Manager
 from .filters import accept_only, boolean, refusal
+from .gostrconv import GoNumberError, atoi, parse_int
 
 #: What dockerd's container listing filters on, and the node of the cluster.
 CONTAINER_FILTERS = (
@@ -48,12 +49,10 @@ Match = Callable[[Engine, dict[str, Any]], bool]
 
 def _go_atoi(value: str) -> int:
     """Go's ``strconv.Atoi``, refused in its words (dockerd answers them 500)."""
-    if re.fullmatch(r"[+-]?\d+", value) is None:
-        raise refusal(500, f'strconv.Atoi: parsing "{value}": invalid syntax')
-    number = int(value)
-    if not -(1 << 63) <= number < 1 << 63:
-        raise refusal(500, f'strconv.Atoi: parsing "{value}": value out of range')
-    return number
+    try:
+        return atoi(value)
+    except GoNumberError as exc:
+        raise refusal(500, str(exc)) from None
 
 
 def limit_of(raw: str | None) -> int:
@@ -69,13 +68,8 @@ def _health(container: dict[str, Any]) -> str:
     return "none"
 
 
-def _parse_port(text: str) -> int:
-    """Go's ``strconv.ParseUint(text, 10, 16)``, its error in its words."""
-    if re.fullmatch(r"[0-9]+", text) is None:
-        raise ValueError(f'strconv.ParseUint: parsing "{text}": invalid syntax')
-    if int(text) > 65535:
-        raise ValueError(f'strconv.ParseUint: parsing "{text}": value out of range')
-    return int(text)
+def _port(text: str) -> int:
+    return parse_int(text, function="strconv.ParseUint", bits=16, signed=False)
 
 
 def _ports(value: str, key: str) -> tuple[int, int, str]:
@@ -88,8 +82,8 @@ def _ports(value: str, key: str) -> tuple[int, int, str]:
         if not port:
             raise ValueError("Empty string specified for ports.")
         start, dash, rest = port.partition("-")
-        low = _parse_port(start)
-        high = _parse_port(rest.split("-")[0]) if dash else low
+        low = _port(start)
+        high = _port(rest.split("-")[0]) if dash else low
         if high < low:
             raise ValueError(f"Invalid range specified for the Port: {port}")
     except ValueError as exc:

@@ -9,12 +9,11 @@ pass dockerd's checks, and naming a plugin is ``plugin "x" not found``.
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from . import gojson
 from .filters import parse_filters_as_dockerd
+from .gostrconv import GoNumberError, atoi
 from .proxy import error
 
 #: The filters dockerd's plugin listing accepts.
@@ -42,8 +41,8 @@ async def no_such_plugin(request: web.Request) -> web.Response:
 
 async def enable(request: web.Request) -> web.Response:
     """dockerd reads ``timeout`` (Go's ``strconv.Atoi``) before it looks for the plugin."""
-    timeout = request.query.get("timeout", "")
-    if not re.fullmatch(r"[+-]?[0-9]+", timeout) or not -(1 << 63) <= int(timeout) < 1 << 63:
-        reason = "value out of range" if re.fullmatch(r"[+-]?[0-9]+", timeout) else "invalid syntax"
-        return error(500, f'strconv.Atoi: parsing "{timeout}": {reason}')
+    try:
+        atoi(request.query.get("timeout", ""))
+    except GoNumberError as exc:
+        return error(500, str(exc))
     return await no_such_plugin(request)

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import platform
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ from .. import __version__
 from .cluster_info import info_body
 from .context import MIN_API_VERSION, manager_of
 from .filters import parse_filters, refusal
+from .gostrconv import GoNumberError, parse_int
 from .headers import answer, prepare
 
 
@@ -96,12 +96,12 @@ def _timestamp(text: str | None) -> float | None:
     if not text:
         return None
     seconds, dot, nanoseconds = text.partition(".")
-    for part in (seconds, nanoseconds) if dot else (seconds,):
-        if re.fullmatch(r"[+-]?\d+", part) is None:
-            raise refusal(500, f'strconv.ParseInt: parsing "{part}": invalid syntax')
-        if not -(1 << 63) <= int(part) < 1 << 63:
-            raise refusal(500, f'strconv.ParseInt: parsing "{part}": value out of range')
-    return int(seconds) + (int(nanoseconds[:9].ljust(9, "0")) / 1e9 if dot else 0.0)
+    try:
+        whole = parse_int(seconds)
+        fraction = parse_int(nanoseconds) if dot else 0
+    except GoNumberError as exc:
+        raise refusal(500, str(exc)) from None
+    return whole + (int(nanoseconds[:9].ljust(9, "0")) / 1e9 if fraction else 0.0)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
