@@ -183,16 +183,17 @@ class _Scanner:
 
 
 class NestedTooDeep(ValueError):
-    """A value Go would read but nested deeper than the manager reads (``depth`` levels).
+    """A value Go would take but nested deeper than the manager handles (``depth`` levels).
 
-    Go reads up to :data:`MAX_DEPTH` levels; Python's decoder recurses and
-    stops near a thousand. No Docker client sends anything near a hundred, so
-    the manager refuses such a body with a message of its own rather than
-    raise the interpreter's recursion limit (a crash of the whole process if
-    the C stack runs out).
+    Go reads up to :data:`MAX_DEPTH` levels. The manager decodes that deep
+    (:func:`decode_deep`), but what it then does with a body (copy it,
+    encode it for the engine) recurses, so a body its types accept is refused
+    past ``depth`` with a message of its own rather than raise the
+    interpreter's recursion limit (a crash of the whole process if the C
+    stack runs out). No Docker client sends anything near a hundred.
     """
 
-    def __init__(self, depth: int = 900) -> None:
+    def __init__(self, depth: int) -> None:
         super().__init__(depth)
         self.depth = depth
 
