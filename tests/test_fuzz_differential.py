@@ -560,10 +560,7 @@ MALFORMED = {
     "body-cut-by-half-close": (_CREATE_HEAD + b"Content-Length: 100\r\n\r\n" + VALID_BODY[:20], True),
 }
 #: Malformed requests still answered otherwise than dockerd (strict xfails, as ``KNOWN``).
-MALFORMED_KNOWN = {
-    "unknown-http-version": "dockerd answers HTTP/9.9 with 505 HTTP Version Not Supported, the manager with 400",
-    "body-cut-by-half-close": "dockerd answers a body cut short with 500 unexpected EOF, the manager not at all",
-}
+MALFORMED_KNOWN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

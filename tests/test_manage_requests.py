@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support import docker as dk
+from tests.support.differential import Reply, send_raw
 from tests.support.manager import Manager, managing
 from tests.support.process import wait_for
 
@@ -258,3 +259,34 @@ def test_malformed_http_is_refused_and_logged_in_one_line(manager: Manager) -> N
     )
     written = log.read_text(errors="replace")[before:]
     assert "Traceback" not in written
+
+
+_CREATE_HEAD = f"POST {CREATE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+#: (request, half-closed after it): each answered by dockerd with a status and words the manager must give too.
+CUT_OR_UNSPOKEN = {
+    "body cut by half-close": (_CREATE_HEAD + b"Content-Length: 100\r\n\r\n" + body().encode()[:20], True),
+    "chunked body cut by half-close": (
+        _CREATE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n30\r\n" + body().encode()[:20],
+        True,
+    ),
+    "HTTP/9.9": (b"GET /v1.41/_ping HTTP/9.9\r\nHost: x\r\n\r\n", False),
+}
+
+
+def words(reply: Reply) -> str:
+    """A JSON answer's ``message``, or a text answer's text (Go's server writes its own refusals as text)."""
+    return reply.message if reply.message is not None else reply.body.decode(errors="replace").strip()
+
+
+@pytest.mark.parametrize("case", CUT_OR_UNSPOKEN)
+def test_cut_bodies_and_unknown_versions_answered_as_the_engine_does(
+    node: dk.DockerNode, manager: Manager, case: str
+) -> None:
+    """dockerd answers a body its client stopped sending 500 ``unexpected EOF``, an HTTP/9.9 request 505."""
+    data, half_close = CUT_OR_UNSPOKEN[case]
+    engine = send_raw(node.addr, data, half_close=half_close)
+    assert engine.status >= 500, engine.describe()
+    answered = send_raw(manager.addr, data, half_close=half_close)
+    assert (answered.status, words(answered)) == (engine.status, words(engine)), answered.describe()
+    assert send(manager.addr, "GET", "/v1.41/_ping") == (200, "OK")  # and the manager serves on
+    assert "Traceback" not in manager.process.log_path.read_text(errors="replace")
