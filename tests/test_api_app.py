@@ -285,3 +285,88 @@ def test_the_most_read_paths_are_found_by_lookup_at_every_version() -> None:
 
     assert asyncio.run(scenario()) == []
     assert app_module.EXACT_VERSIONS[0] == "1.24" and "1.41" in app_module.EXACT_VERSIONS
+
+
+Exchange = tuple[list[tuple[bytes, dict[str, str], bytes]], bool]
+
+
+def exchanges(raws: list[bytes], answers: int = 1) -> list[Exchange]:
+    """Each of ``raws`` written on its own connection to one served ``make_app``: its first ``answers`` answers.
+
+    Each answer is (status line, headers, body), parsed by hand; the flag says
+    whether the server closed the connection after them.
+    """
+
+    async def one(port: int, raw: bytes) -> Exchange:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        parsed = []
+        for _ in range(answers):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            status, *lines = head.decode("latin-1").split("\r\n")[:-2]
+            headers = dict(line.split(": ", 1) for line in lines)
+            length = int(headers.get("Content-Length", "0"))
+            body = b"" if raw.startswith(b"HEAD") else await reader.readexactly(length)
+            parsed.append((status.encode(), headers, body))
+        try:
+            closed = await asyncio.wait_for(reader.read(1), 0.5) == b""
+        except TimeoutError:
+            closed = False
+        writer.close()
+        return parsed, closed
+
+    async def scenario() -> list[Exchange]:
+        made = manager()
+        server = TestServer(make_app(made), host="127.0.0.1")
+        await server.start_server()
+        port = server.port
+        assert port is not None
+        try:
+            return [await one(port, raw) for raw in raws]
+        finally:
+            await server.close()
+            await made.cluster.close()
+
+    return asyncio.run(scenario())
+
+
+def test_cached_answers_are_whole_http_messages_on_a_kept_connection() -> None:
+    """``/info`` and ``docker ps`` are written as ready-made messages: pipelined, kept alive, complete."""
+    asked = b"".join(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        for path in ("/v1.41/info", "/v1.41/containers/json?all=1", "/v1.41/info")
+    )
+    [(answers, closed)] = exchanges([asked], 3)
+    assert not closed
+    for status, headers, body in answers:
+        assert status == b"HTTP/1.1 200 OK"
+        assert headers["Content-Type"] == "application/json" and "Date" in headers
+        assert_ours(headers)
+        assert json.loads(body) is not None
+    assert json.loads(answers[1][2]) == []
+    assert json.loads(answers[0][2])["ID"] == json.loads(answers[2][2])["ID"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "closes"),
+    [
+        (b"GET /v1.41/info HTTP/1.0\r\n\r\n", True),
+        (b"GET /v1.41/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", True),
+        (b"GET /v1.41/info HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", False),
+        (b"HEAD /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n", False),
+    ],
+)
+def test_other_requests_for_cached_answers_get_the_same_headers_by_aiohttp(raw: bytes, closes: bool) -> None:
+    """HTTP/1.0, ``Connection: close`` and ``HEAD`` take aiohttp's own path: the same headers, its keep-alive rules."""
+    plain = b"GET " + raw.split(b" ")[1] + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    ([(status, headers, body)], closed), ([(_, plain_headers, plain_body)], _) = exchanges([raw, plain])
+    assert closed == closes
+    if raw.startswith(b"HEAD"):
+        assert status.endswith(b"404 Not Found")  # dockerd's router: a GET path's other methods are not found
+        return
+    assert status.endswith(b"200 OK")
+    answered, plain_answered = json.loads(body), json.loads(plain_body)
+    assert answered["ID"] == plain_answered["ID"] and answered.keys() == plain_answered.keys()
+    assert_ours(headers)
+    assert headers["Content-Type"] == "application/json"
+    assert set(plain_headers) <= set(headers)  # aiohttp may add Connection

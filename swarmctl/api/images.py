@@ -51,7 +51,7 @@ def merge_images(listings: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any
     return sorted(merged.values(), key=lambda i: -int(i.get("Created", 0)))
 
 
-async def images_json(request: web.Request) -> web.Response:
+async def images_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     query = request.query
     if query.get("filters") or query.get("filter") or query_flag(request, "all"):

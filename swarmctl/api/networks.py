@@ -104,7 +104,7 @@ def _visible(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "Labels": {k: v for k, v in labels.items() if k != SCHEDULED_LABEL}}
 
 
-async def networks_json(request: web.Request) -> web.Response:
+async def networks_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     filters = parse_filters(request.query.get("filters"))
     accept_only(filters, NETWORK_FILTERS)

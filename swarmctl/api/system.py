@@ -55,7 +55,7 @@ def _version_body(api: str) -> bytes:
     return json.dumps(body).encode()
 
 
-async def info(request: web.Request) -> web.Response:
+async def info(request: web.Request) -> web.StreamResponse:
     """The cluster's ``/info`` (see cluster_info.py)."""
     manager = manager_of(request)
     return answer(manager, info_body(manager))

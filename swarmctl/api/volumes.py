@@ -56,7 +56,7 @@ def _used(volume: Volume) -> list[tuple[Engine, list[str]]]:
     return [(engine, users) for engine, users in found if users]
 
 
-async def volumes_json(request: web.Request) -> web.Response:
+async def volumes_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     filters = parse_filters(request.query.get("filters"), status=400, context="error reading volume filters: ")
     accept_only(filters, VOLUME_FILTERS)
