@@ -23,10 +23,11 @@ dockerd 20.10 answers a create body it cannot decode into its types
 (``"Cmd": 5``) with a 500 ("json: cannot unmarshal number into Go struct field
 ..."), and malformed ``filters`` the same way: the same class is what is asked.
 
-Differences found and not yet fixed are listed in ``KNOWN``: kept out of the
-generated requests, each sent once as a strict xfail, so that a fix shows.
-Malformed HTTP (no Host, a cut body...) is sent raw; Go's own refusals of
-those are text/plain, so there the manager may answer in text too.
+No difference is known: every generated request is compared (the last ones
+found, a body nested thousands of levels deep, a half-closed body and
+``HTTP/9.9``, are answered as dockerd answers them now). Malformed HTTP (no
+Host, a cut body...) is sent raw; Go's own refusals of those are text/plain,
+so there the manager may answer in text too.
 
 Every run generates the same requests (``tests.support.fuzzing``): about 2,500
 per run in CI, in about a minute; ``SWARMCTL_FUZZ_SCALE=N`` runs N times as
@@ -41,8 +42,7 @@ import json
 import re
 import string
 import urllib.parse
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,6 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from swarmctl.api.bodies import BadBody, container_config
 from tests.support import docker as dk
 from tests.support.differential import (
     PYTHON_TEXT,
@@ -112,85 +111,6 @@ def target_ids(pair: Pair) -> list[str]:
         document = send(pair.engine, Request("GET", f"{API}/containers/{name}/json")).document
         found.append(str(document["Id"]))
     return found
-
-
-# -- differences known and not yet fixed -------------------------------------------------------
-#
-# Each is a class of requests on which the manager still answers otherwise than
-# dockerd, kept out of the generated tests (``assume``) so that these go on
-# checking everything else, and sent once by ``test_known_difference`` as a
-# strict xfail: when the manager is fixed the xfail passes, pytest fails, and
-# the entry is to be deleted here. The aim is an empty list.
-
-
-def _depth(data: bytes) -> int:
-    """How deep ``[`` and ``{`` nest in ``data`` (outside strings)."""
-    deepest = level = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (byte == 0x5C, byte != 0x22)
-        elif byte == 0x22:
-            in_string = True
-        elif byte in b"[{":
-            level += 1
-            deepest = max(deepest, level)
-        elif byte in b"]}":
-            level -= 1
-    return deepest
-
-
-@dataclass(frozen=True)
-class Known:
-    name: str
-    reason: str
-    matches: Callable[[Request], bool]
-    example: Request
-
-
-def _too_deep_for_the_manager(request: Request) -> bool:
-    """A create body the types accept but nested deeper than the manager reads (its own limit, in the README)."""
-    if request.method != "POST" or "/containers/create" not in request.path:
-        return False
-    if not 200 < _depth(request.body or b"") <= 10_000:
-        return False
-    try:
-        container_config(request.body or b"", "application/json")
-    except BadBody as exc:
-        return "nested too deeply" in exc.message
-    return False
-
-
-KNOWN: list[Known] = [
-    Known(
-        "create-depth",
-        "a body the types accept, nested 201 to 10,000 deep in a field they do not name: dockerd creates the"
-        " container, the manager refuses it (400 saying so; Python's decoder and copy recurse)",
-        _too_deep_for_the_manager,
-        Request("POST", f"{API}/containers/create",
-                b'{"Image": "' + dk.IMAGE.encode() + b'", "Cmd": ["true"], "X": ' + b"[" * 300 + b"]" * 300 + b"}",
-                JSON_TYPE),
-    ),
-]  # fmt: skip
-
-
-def known(request: Request) -> bool:
-    return any(entry.matches(request) for entry in KNOWN)
-
-
-@pytest.mark.parametrize(
-    "entry", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=k.reason), id=k.name) for k in KNOWN]
-)
-def test_known_difference(pair: Pair, entry: Known) -> None:
-    if entry.example.method == "POST":
-        engine, manager = _send_create(
-            pair, lambda: entry.example.path, entry.example.body or b"", entry.example.headers
-        )
-    else:
-        engine, manager = pair.both(entry.example)
-    pair.check(entry.example, engine, manager, echoed=(entry.example.body or b"").decode(errors="replace"))
-    if pair.report is not None:  # SWARMCTL_FUZZ_REPORT: recorded rather than raised, still an expected failure
-        pytest.xfail(entry.reason)
 
 
 # -- values: of the right type, and of every other ---------------------------------------------
@@ -351,7 +271,6 @@ def _send_create(pair: Pair, path_for: Any, body: bytes, headers: tuple[tuple[st
 @example(body={"Image": dk.IMAGE, "Cmd": ["true"], "Env": ["constraint:node==elsewhere"]}, name=None)
 def test_container_create_bodies(pair: Pair, body: dict[str, Any], name: str | None) -> None:
     data = json.dumps(body).encode()
-    assume(not known(Request("POST", f"{API}/containers/create", data, JSON_TYPE)))
     engine, manager = _send_create(pair, lambda: _create_path(name), data, JSON_TYPE)
     # A manager's own refusals are allowed only for a body dockerd could decode (see the module's docstring).
     allowed = placement_refusal if decoded(engine) else None
@@ -393,7 +312,6 @@ CONTENT_TYPES = st.sampled_from(
 @example(data=b"[]", headers=JSON_TYPE)
 @example(data=json.dumps({"Image": dk.IMAGE, "Cmd": ["true"], "Env": ["x" * 1_000_000]}).encode(), headers=JSON_TYPE)
 def test_container_create_raw_bodies(pair: Pair, data: bytes, headers: tuple[tuple[str, str], ...]) -> None:
-    assume(not known(Request("POST", f"{API}/containers/create", data, headers)))
     engine, manager = _send_create(pair, lambda: _create_path(None), data, headers)
     pair.check(
         Request("POST", _create_path(None), data, headers), engine, manager, echoed=data.decode("utf-8", "replace")
@@ -457,7 +375,6 @@ def list_queries(draw: st.DrawFn) -> str:
 @example(path=f"{API}/networks?" + urllib.parse.urlencode({"filters": '{"type":["bogus"]}'}))
 def test_list_filters(pair: Pair, settled: None, path: str) -> None:
     request = Request("GET", path)
-    assume(not known(request))
     engine, manager = pair.both(request)
     pair.check(request, engine, manager, echoed=urllib.parse.unquote_plus(path))
 
@@ -528,7 +445,7 @@ def _check_ref(pair: Pair, ref: str) -> None:
 @given(data=st.data())
 def test_container_refs(pair: Pair, settled: None, target_ids: list[str], data: st.DataObject) -> None:
     ref = data.draw(refs(target_ids))
-    assume(_clean_path(ref) and not known(Request("GET", f"{API}/containers/{urllib.parse.quote(ref, safe='')}/json")))
+    assume(_clean_path(ref))
     _check_ref(pair, ref)
 
 
@@ -559,20 +476,9 @@ MALFORMED = {
     "unknown-http-version": (b"GET /v1.41/_ping HTTP/9.9\r\nHost: x\r\n\r\n", False),
     "body-cut-by-half-close": (_CREATE_HEAD + b"Content-Length: 100\r\n\r\n" + VALID_BODY[:20], True),
 }
-#: Malformed requests still answered otherwise than dockerd (strict xfails, as ``KNOWN``).
-MALFORMED_KNOWN: dict[str, str] = {}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=MALFORMED_KNOWN[name])] if name in MALFORMED_KNOWN else [],
-        )
-        for name in MALFORMED
-    ],
-)
+@pytest.mark.parametrize("case", MALFORMED)
 def test_malformed_http(pair: Pair, case: str) -> None:
     """The same status class as dockerd, no Python words, no traceback (Go's own 400s are text too, so is ours)."""
     data, half_close = MALFORMED[case]

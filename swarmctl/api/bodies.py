@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..jsontext import shallow
 from . import gojson
 from .gotypes import (
     BOOL,
@@ -35,7 +36,6 @@ from .gotypes import (
     check,
     integer,
     loads,
-    within_depth,
 )
 
 DURATION = integer("time.Duration", 64, signed=True)
@@ -283,14 +283,14 @@ def container_config(raw: bytes, content_type: str | None = "application/json") 
     - A value of the wrong kind anywhere: 500 with Go's type error.
     - No field of ``container.Config`` at all (``{}``, ``null``): 400
       ``Config cannot be empty in order to create a container``.
+    - Values nested deeper than the types reach are kept as their text
+      (:func:`~swarmctl.jsontext.shallow`), to be passed on as they came.
     """
     check_for_json(content_type, raw)
     try:
-        body: Any = within_depth(check(loads(raw.decode("utf-8", errors="replace")), CONTAINER_CONFIG_WRAPPER))
+        body: Any = shallow(check(loads(raw.decode("utf-8", errors="replace")), CONTAINER_CONFIG_WRAPPER))
     except EOFError:
         raise BadBody(500, "EOF") from None
-    except gojson.NestedTooDeep as exc:
-        raise BadBody(400, str(exc)) from None
     except (gojson.GoJSONError, GoTypeError) as exc:
         raise BadBody(500, str(exc)) from None
     if not isinstance(body, dict) or not any(name in body for name in CONFIG_FIELDS):
@@ -353,9 +353,9 @@ def body_of(raw: bytes, kind: Struct, content_type: str | None = "application/js
     """
     check_for_json(content_type, raw)
     try:
-        body: Any = within_depth(check(loads(raw.decode("utf-8", errors="replace")), kind))
+        body: Any = shallow(check(loads(raw.decode("utf-8", errors="replace")), kind))
     except EOFError:
         raise BadBody(400, "got EOF while reading request body") from None
-    except (gojson.GoJSONError, gojson.NestedTooDeep, GoTypeError) as exc:
+    except (gojson.GoJSONError, GoTypeError) as exc:
         raise BadBody(400, str(exc)) from None
     return body if isinstance(body, dict) else {}

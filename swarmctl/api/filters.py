@@ -18,8 +18,6 @@ def parse_filters(raw: str | None, *, status: int = 500, context: str = "") -> d
         return parse_filters_as_dockerd(raw or "")
     except gojson.GoJSONError as exc:
         raise refusal(status, context + str(exc)) from None
-    except gojson.NestedTooDeep as exc:
-        raise refusal(400, str(exc)) from None
 
 
 class Refused(Exception):

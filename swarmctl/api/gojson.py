@@ -182,25 +182,6 @@ class _Scanner:
             self.pos += 1
 
 
-class NestedTooDeep(ValueError):
-    """A value Go would take but nested deeper than the manager handles (``depth`` levels).
-
-    Go reads up to :data:`MAX_DEPTH` levels. The manager decodes that deep
-    (:func:`decode_deep`), but what it then does with a body (copy it,
-    encode it for the engine) recurses, so a body its types accept is refused
-    past ``depth`` with a message of its own rather than raise the
-    interpreter's recursion limit (a crash of the whole process if the C
-    stack runs out). No Docker client sends anything near a hundred.
-    """
-
-    def __init__(self, depth: int) -> None:
-        super().__init__(depth)
-        self.depth = depth
-
-    def __str__(self) -> str:
-        return f"the JSON value is nested too deeply for the manager to read (at most {self.depth} levels)"
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's decoder reads NaN and Infinity; Go's does not
 

@@ -37,28 +37,10 @@ class FloatLiteral(float):
         return number
 
 
-#: How deep a body the manager reads. Go reads 10,000 levels; Python's decoder, copy and encoder
-#: recurse, and a few hundred levels reach the interpreter's limit. A create body is 6 deep at most.
-MAX_DEPTH = 200
-
-
 def loads(text: str) -> Any:
     """``text`` decoded as :func:`gojson.decode_first` does, non-integer numbers as :class:`FloatLiteral`."""
     value = gojson.decode_first(text)
     return gojson.decode_first(text, parse_float=FloatLiteral) if _shape(value)[1] else value
-
-
-def within_depth(value: Any) -> Any:
-    """``value``, if it nests at most :data:`MAX_DEPTH` deep; else :class:`gojson.NestedTooDeep`.
-
-    Checked after the types (:func:`check` stops at the first value of the
-    wrong kind, so it never goes deeper than the types do): a body an engine
-    refuses is refused in its words however deep, and only what an engine
-    would take meets the manager's own limit.
-    """
-    if _shape(value)[0] > MAX_DEPTH:
-        raise gojson.NestedTooDeep(MAX_DEPTH)
-    return value
 
 
 def _shape(value: Any) -> tuple[int, bool]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import jsontext
 from ..cluster.engine import Engine
 from ..cluster.fanout import Reply, ask
 from ..cluster.resources import (
@@ -168,7 +169,7 @@ async def network_create(request: web.Request) -> web.StreamResponse:
     path = f"{version_prefix(request)}/networks/create"
     reply: Reply | None = None
     for engine in candidates[:CREATE_TRIES]:
-        reply = await ask(engine, "POST", path, body=json.dumps(body).encode())
+        reply = await ask(engine, "POST", path, body=jsontext.dumps(body).encode())
         if reply.status:  # answered: created, or refused as it would be anywhere
             break
     assert reply is not None
@@ -265,7 +266,7 @@ async def network_disconnect(request: web.Request) -> web.StreamResponse:
             network = _lookup(request, request.match_info["ref"])
             if isinstance(network, Network):
                 path = f"{version_prefix(request)}/networks/{network.id}/disconnect"
-                return await forward(request, network.engine, path, body=json.dumps(body).encode())
+                return await forward(request, network.engine, path, body=jsontext.dumps(body).encode())
         return found
     engine, cid, network = found
     return await _on_container_node(request, engine, cid, network, {**body, "Container": cid}, "disconnect")
@@ -275,7 +276,7 @@ async def _on_container_node(
     request: web.Request, engine: Engine, cid: str, network: Network, body: dict[str, Any], action: str
 ) -> web.StreamResponse:
     path = f"{version_prefix(request)}/networks/{network.id}/{action}"
-    response = await forward(request, engine, path, body=json.dumps(body).encode())
+    response = await forward(request, engine, path, body=jsontext.dumps(body).encode())
     if response.status < 300:
         with contextlib.suppress(Exception):
             await engine.refresh_container(cid)

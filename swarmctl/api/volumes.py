@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import jsontext
 from ..cluster.engine import Engine
 from ..cluster.fanout import ask, on_each
 from ..cluster.resources import LookupError_, Volume, find_volume, split_node, volume_users, volumes_of, with_nodes
@@ -104,7 +105,7 @@ async def volume_create(request: web.Request) -> web.StreamResponse:
     except (ExpressionError, NoNodeError) as exc:
         return error(400 if isinstance(exc, ExpressionError) else 500, str(exc))
     replies = await on_each(
-        engines, "POST", f"{version_prefix(request)}/volumes/create", body=json.dumps(body).encode()
+        engines, "POST", f"{version_prefix(request)}/volumes/create", body=jsontext.dumps(body).encode()
     )
     await asyncio.gather(*(_refresh(r.engine) for r in replies))
     failed = [r for r in replies if not r.ok]

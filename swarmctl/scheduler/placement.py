@@ -61,6 +61,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from .. import jsontext
 from ..cluster.engine import EngineError
 from ..cluster.resources import LookupError_, find_network, move_network
 from ..cluster.transfer import copy_image
@@ -269,7 +270,7 @@ class Placer:
     async def _create_on(self, engine: Engine, request: ContainerRequest, url: str) -> Outcome:
         with self.holding(engine, request):
             try:
-                answer = await _answer_or_hang(engine, url, json.dumps(request.body).encode())
+                answer = await _answer_or_hang(engine, url, jsontext.dumps(request.body).encode())
                 if answer is None:
                     reason = (
                         f"node {engine.name} ({engine.addr}) did not answer the create within "
