@@ -7,7 +7,7 @@ import logging
 
 import aiohttp
 
-from .engine import REQUEST_TIMEOUT, Engine, EngineOptions
+from .engine import REQUEST_TIMEOUT, Engine, EngineOptions, image_matches
 from .events import EventBus
 from .reschedule import Rescheduler
 from .resources import LookupError_
@@ -140,21 +140,6 @@ class Cluster:
     def engines_with_repository(self, name: str) -> list[Engine]:
         """Healthy engines with any tag of repository ``name`` (``docker push name`` pushes them all)."""
         return [e for e in self.healthy() if has_repository(e, name)]
-
-
-def image_matches(engine: Engine, ref: str) -> bool:
-    wanted = ref if ":" in ref.rsplit("/", 1)[-1] or ref.startswith("sha256:") else f"{ref}:latest"
-    for image in engine.images:
-        image_id = str(image.get("Id", ""))
-        if ref in (image_id, image_id.removeprefix("sha256:")) or (
-            len(ref) >= 4 and image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
-        ):
-            return True
-        if wanted in (image.get("RepoTags") or []) or ref in (image.get("RepoTags") or []):
-            return True
-        if "@" in ref and ref in (image.get("RepoDigests") or []):
-            return True
-    return False
 
 
 def has_repository(engine: Engine, name: str) -> bool:

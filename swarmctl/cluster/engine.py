@@ -673,6 +673,23 @@ class Engine:
 _RELISTS = 3
 
 
+def image_matches(engine: Engine, ref: str) -> bool:
+    """Whether ``engine``'s cached images hold ``ref``: ``name[:tag]`` (``latest`` if none), ``name@digest``,
+    an ID with or without ``sha256:``, or an ID prefix of four characters or more."""
+    wanted = ref if ":" in ref.rsplit("/", 1)[-1] or ref.startswith("sha256:") else f"{ref}:latest"
+    for image in engine.images:
+        image_id = str(image.get("Id", ""))
+        if ref in (image_id, image_id.removeprefix("sha256:")) or (
+            len(ref) >= 4 and image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
+        ):
+            return True
+        if wanted in (image.get("RepoTags") or []) or ref in (image.get("RepoTags") or []):
+            return True
+        if "@" in ref and ref in (image.get("RepoDigests") or []):
+            return True
+    return False
+
+
 def _agrees(summaries: list[dict[str, Any]], inspect: dict[str, Any]) -> bool:
     """Whether the list line of the inspected container shows the same state as its inspect."""
     state = (inspect.get("State") or {}).get("Status")

@@ -61,7 +61,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..cluster.engine import EngineError
+from ..cluster.engine import EngineError, image_matches
 from ..cluster.resources import LookupError_, find_network, move_network
 from ..cluster.transfer import copy_image
 from ..errors import in_words
@@ -360,8 +360,6 @@ def _suspects_last(engines: Iterable[Engine]) -> list[Engine]:
 
 
 def _has_image(engine: Engine, image: str) -> bool:
-    from ..cluster.cluster import image_matches
-
     return bool(image) and image_matches(engine, image)
 
 
