@@ -25,6 +25,7 @@ from .errors import SwarmctlError
 from .heap import keep_collections_short
 from .listen import ListenAddress
 from .replication import Election, Role
+from .scheduler.reschedule import ReschedulePolicy, Rescheduler
 
 log = logging.getLogger("swarmctl.manage")
 
@@ -91,7 +92,9 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
     loop = asyncio.get_running_loop()
     cluster = Cluster(settings.options)
     manager = Manager(cluster, strategy=settings.strategy, filters=settings.filters, peer_ssl=settings.options.ssl)
-    cluster.rescheduler.attach(manager)  # a restarted manager or a new primary reschedules too
+    # Subscribed before discovery adds any engine: a restarted manager or a new primary reschedules too.
+    rescheduler = Rescheduler(cluster, ReschedulePolicy(manager.scheduler, manager.placer, manager.is_primary))
+    cluster.subscribe(rescheduler.engine_state_changed)
     election: Election | None = None
     if settings.replication is not None:
         store_url, config, advertise, ttl = settings.replication

@@ -31,7 +31,7 @@ from aiohttp import web
 from ..cluster.engine import Engine
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT
 from ..scheduler import ContainerRequest, ExpressionError, NoNodeError
-from ..scheduler.placement import CREATE_TRIES, placer_for
+from ..scheduler.placement import CREATE_TRIES
 from .context import manager_of
 from .proxy import error, forward, relay, request_headers
 from .prune import prune_on_every_node
@@ -113,7 +113,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         return error(400, str(exc))
     except ValueError as exc:
         return error(400, f"invalid build options: {exc}")
-    placer = placer_for(manager.cluster)
+    placer = manager.placer
     try:
         candidates = placer.candidates(manager.scheduler(), wanted)
     except NoNodeError as exc:

@@ -13,6 +13,7 @@ from aiohttp import web
 from ..cluster.cluster import Cluster
 from ..replication import Role
 from ..scheduler import Scheduler
+from ..scheduler.placement import Placer
 
 if TYPE_CHECKING:
     from .build import RunningBuild
@@ -47,6 +48,18 @@ class Manager:
     builds: dict[str, RunningBuild] = field(default_factory=dict)
     #: ``((strategy, filters), scheduler)``: made once, not per create (see ``scheduler``).
     _scheduler: tuple[tuple[str, tuple[str, ...]], Scheduler] | None = None
+    #: Every create this manager makes goes through it (the rescheduler's too: ``manage`` hands it over).
+    placer: Placer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.placer = Placer(self.cluster)
+
+    def is_primary(self) -> bool:
+        """Whether this manager may do what only one manager of the cluster does (reschedule).
+
+        True for the primary, and for a manager that is not replicated.
+        """
+        return not self.replicated or self.role.primary
 
     def api_version(self) -> str:
         """The newest API version every healthy node speaks; the docker CLI negotiates down to it.
