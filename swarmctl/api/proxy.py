@@ -24,10 +24,10 @@ from aiohttp import web
 from ..cluster.engine import UNHEALTHY
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
 from ..errors import in_words
+from ..net.streams import ByteStream
 from .bodies import BadBody, body_of
 from .gotypes import Struct
 from .headers import prepare
-from .streams import ByteStream
 
 
 class Upstream(Protocol):

@@ -63,8 +63,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..api.streams import ByteStream, connect
 from ..errors import in_words
+from ..net.streams import ByteStream, connect
 from .events import EventBus
 from .packed import Inspects
 
