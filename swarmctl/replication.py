@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import kvstore
 
+from .discovery.kv import StoreLocation
+
 LEADER_KEY = "docker/swarm/leader"
 log = logging.getLogger("swarmctl.replication")
 
@@ -35,21 +37,25 @@ class Role:
     leader: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicationSettings:
+    """``manage --replication``: where the managers elect their primary, and as whom this one campaigns."""
+
+    #: The kv discovery's store: the leader key lives beside the nodes.
+    store: StoreLocation
+    #: This manager's address for the others (the lock's value while it is the primary).
+    advertise: str
+    #: The lock's TTL: a dead primary is replaced within it.
+    ttl: float
+
+
 class Election:
     """Runs in a thread: campaign for the lock, hold it, report every change of role."""
 
-    def __init__(
-        self,
-        store_url: str,
-        config: kvstore.Config,
-        advertise: str,
-        ttl: float,
-        on_change: Callable[[Role], None],
-    ) -> None:
-        self.store_url = store_url
-        self.config = config
-        self.advertise = advertise
-        self.ttl = ttl
+    def __init__(self, settings: ReplicationSettings, on_change: Callable[[Role], None]) -> None:
+        self.location = settings.store
+        self.advertise = settings.advertise
+        self.ttl = settings.ttl
         self.on_change = on_change
         self.stop = threading.Event()
         self._role = Role()
@@ -72,7 +78,7 @@ class Election:
         while not self.stop.is_set():
             try:
                 if store is None:
-                    store = kvstore.from_url(self.store_url, self.config)
+                    store = self.location.open()
                 self._campaign(store)
             except kvstore.KVStoreError as exc:
                 log.warning("replication: store unavailable, retrying: %s", exc)
