@@ -450,27 +450,8 @@ async def _take_over(
     if early:
         client.data_received(early)
     transport.write(_switching_head(status, headers, upgrade))
-
-    async def engine_to_client() -> None:
-        while True:
-            chunk = await stream.read(CHUNK)
-            if not chunk or transport.is_closing():
-                return
-            transport.write(chunk)
-            await client.drain()
-
-    async def client_to_engine() -> None:
-        while True:
-            chunk = await client.incoming.get()
-            if chunk is None:
-                stream.write_eof()
-                await stream.drain()
-                return
-            stream.write(chunk)
-            await stream.drain()
-
-    down = asyncio.ensure_future(engine_to_client())
-    up = asyncio.ensure_future(client_to_engine())
+    down = asyncio.ensure_future(_engine_to_client(stream, transport, client))
+    up = asyncio.ensure_future(_client_to_engine(client, stream))
     gone = asyncio.ensure_future(client.lost.wait())
     try:
         # The engine closing its side ends the session (the process exited);
@@ -487,3 +468,25 @@ async def _take_over(
         # aiohttp no longer owns the connection: let it forget it.
         if protocol is not None:
             asyncio.get_running_loop().call_soon(protocol.connection_lost, None)
+
+
+async def _engine_to_client(stream: ByteStream, transport: asyncio.Transport, client: _RawClient) -> None:
+    """The engine's output to the client until the engine closes (or the client is gone)."""
+    while True:
+        chunk = await stream.read(CHUNK)
+        if not chunk or transport.is_closing():
+            return
+        transport.write(chunk)
+        await client.drain()
+
+
+async def _client_to_engine(client: _RawClient, stream: ByteStream) -> None:
+    """The client's input to the engine; the client's EOF becomes the engine's (a half-close)."""
+    while True:
+        chunk = await client.incoming.get()
+        if chunk is None:
+            stream.write_eof()
+            await stream.drain()
+            return
+        stream.write(chunk)
+        await stream.drain()
