@@ -81,7 +81,7 @@ class Cluster:
                 engine = self.engines.pop(addr)
                 log.info("engine %s (%s) left discovery", engine.name, addr)
                 if engine.healthy:
-                    engine._publish_engine_event("engine_disconnect")
+                    engine.publish_engine_event("engine_disconnect")
                 task = asyncio.ensure_future(engine.stop())
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)

@@ -396,7 +396,7 @@ class Engine:
         previous, self.state = self.state, HEALTHY
         self._changed(specs=True)
         log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
-        self._publish_engine_event("engine_connect")
+        self.publish_engine_event("engine_connect")
         return previous
 
     def _failed(self, exc: BaseException) -> None:
@@ -415,7 +415,7 @@ class Engine:
                 self.failures,
                 self.last_error,
             )
-            self._publish_engine_event("engine_disconnect")
+            self.publish_engine_event("engine_disconnect")
             self._state_changed(HEALTHY)
         elif self.failures == 1 or self.state == HEALTHY:
             log.debug("engine %s (%s) did not answer: %s", self.name, self.addr, self.last_error)
@@ -424,7 +424,7 @@ class Engine:
         if self.on_state_change is not None:
             self.on_state_change(self, previous)
 
-    def _publish_engine_event(self, action: str) -> None:
+    def publish_engine_event(self, action: str) -> None:
         now = time.time()
         self.bus.publish(
             {

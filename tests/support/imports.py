@@ -121,11 +121,7 @@ def _packages_run(importer: str, target: str) -> list[str]:
 
 def cycles(found: Iterable[Import]) -> list[list[str]]:
     """The import cycles (modules that reach each other, typing-only imports aside), each sorted, largest first."""
-    graph: dict[str, set[str]] = {}
-    for edge in found:
-        if not edge.typing_only:
-            graph.setdefault(edge.source, set()).add(edge.target)
-            graph.setdefault(edge.target, set())
+    graph = _run_time_graph(found)
     order: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -150,6 +146,16 @@ def cycles(found: Iterable[Import]) -> list[list[str]]:
         if node not in order:
             visit(node)
     return sorted(components, key=lambda c: (-len(c), c))
+
+
+def _run_time_graph(found: Iterable[Import]) -> dict[str, set[str]]:
+    """Module -> the modules it imports when it runs (every module named, the typing-only imports left out)."""
+    graph: dict[str, set[str]] = {}
+    for edge in found:
+        if not edge.typing_only:
+            graph.setdefault(edge.source, set()).add(edge.target)
+            graph.setdefault(edge.target, set())
+    return graph
 
 
 def package_of(module: str, path: Path) -> str:
