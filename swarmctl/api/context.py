@@ -6,20 +6,34 @@ import socket
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ..cluster.cluster import Cluster
+from ..cluster.engine import Engine
 from ..replication import Role
 from ..scheduler import Scheduler
 from ..scheduler.placement import Placer
 
-if TYPE_CHECKING:
-    from .build import RunningBuild
-
 DEFAULT_API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
+
+
+@dataclass
+class RunningBuild:
+    """A build in progress, findable by its build ID while it runs."""
+
+    engine: Engine
+    upstream: aiohttp.ClientResponse | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """End the build's request to the engine: the classic builder stops a build whose client went away."""
+        self.cancelled = True
+        if self.upstream is not None:
+            self.upstream.close()
 
 
 @dataclass
