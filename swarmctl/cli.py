@@ -24,9 +24,8 @@ from . import __version__
 from .errors import SwarmctlError
 
 if TYPE_CHECKING:  # the commands import what they need when they run: `list` stays fast
-    import kvstore
-
     from .discovery.base import Discovery
+    from .replication import ReplicationSettings
 
 log = logging.getLogger("swarmctl")
 
@@ -341,8 +340,7 @@ def manage(
     if answer_timeout <= 0:
         raise SwarmctlError("--engine-timeout must be positive")
     source = new_discovery(discovery, parse_options(discovery_opt), timeout=10.0)
-    if source.poll_interval > poll or type(source).__name__ == "TokenDiscovery":
-        source.poll_interval = poll
+    source.follow_heartbeat(poll)
     files = tls_files(tls, tlsverify, tlscacert, tlscert, tlskey)
     options = EngineOptions(
         failure_retry=engine_failure_retry,
@@ -365,13 +363,12 @@ def manage(
         source.close()
 
 
-def _replication(
-    source: Discovery, enabled: bool, advertise: str, ttl_text: str
-) -> tuple[str, kvstore.Config, str, float] | None:
+def _replication(source: Discovery, enabled: bool, advertise: str, ttl_text: str) -> ReplicationSettings | None:
     """Check ``--replication``'s companions; the election's store is the discovery's."""
     from .discovery.entry import check_address
     from .discovery.kv import KVDiscovery
     from .durations import parse_duration
+    from .replication import ReplicationSettings
 
     if not enabled:
         return None
@@ -383,7 +380,7 @@ def _replication(
         raise SwarmctlError("--replication-ttl must be at least 2s")
     if not isinstance(source, KVDiscovery):
         raise SwarmctlError(f"--replication needs kv discovery (etcd, consul, zk, sqlite), not {source.url}")
-    return source.store_url, source.config, address, ttl
+    return ReplicationSettings(source.location, address, ttl)
 
 
 def _default_token_store() -> str:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-import kvstore
-
 from .api.app import make_app
 from .api.context import Manager
 from .api.server import runner as server_runner
@@ -24,7 +22,8 @@ from .discovery.base import Discovery
 from .errors import SwarmctlError
 from .heap import keep_collections_short
 from .listen import ListenAddress
-from .replication import Election, Role
+from .replication import Election, ReplicationSettings, Role
+from .scheduler.reschedule import ReschedulePolicy, Rescheduler
 
 log = logging.getLogger("swarmctl.manage")
 
@@ -48,8 +47,8 @@ class ManagerSettings:
     filters: list[str] = field(default_factory=lambda: ["health"])
     #: TLS on our own API (``--tls``/``--tlsverify``); None for plain HTTP.
     server_ssl: ssl.SSLContext | None = None
-    #: ``(store URL, store config, advertised address, TTL)`` with ``--replication``.
-    replication: tuple[str, kvstore.Config, str, float] | None = None
+    #: With ``--replication``: the election's store, this manager's address, the TTL.
+    replication: ReplicationSettings | None = None
 
 
 def _set_role(manager: Manager, role: Role) -> None:
@@ -91,18 +90,19 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
     loop = asyncio.get_running_loop()
     cluster = Cluster(settings.options)
     manager = Manager(cluster, strategy=settings.strategy, filters=settings.filters, peer_ssl=settings.options.ssl)
-    cluster.rescheduler.attach(manager)  # a restarted manager or a new primary reschedules too
+    # Subscribed before discovery adds any engine: a restarted manager or a new primary reschedules too.
+    rescheduler = Rescheduler(cluster, ReschedulePolicy(manager.scheduler, manager.placer, manager.is_primary))
+    cluster.subscribe(rescheduler.engine_state_changed)
     election: Election | None = None
     if settings.replication is not None:
-        store_url, config, advertise, ttl = settings.replication
-        manager.replicated, manager.advertise = True, advertise
+        manager.replicated, manager.advertise = True, settings.replication.advertise
         manager.role = Role(False, None)
-        manager.replication_ttl = ttl
+        manager.replication_ttl = settings.replication.ttl
 
         def on_change(role: Role) -> None:
             loop.call_soon_threadsafe(_set_role, manager, role)
 
-        election = Election(store_url, config, advertise, ttl, on_change)
+        election = Election(settings.replication, on_change)
     runner = server_runner(make_app(manager))
     await runner.setup()
     try:

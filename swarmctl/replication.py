@@ -7,23 +7,22 @@ address as value and the replication TTL on it; the others try to take it
 every second and read the key to learn whom to forward to. A primary whose
 lock is lost (its TTL ran out: the store was unreachable or the process was
 frozen) stops acting as primary the moment it learns it.
+
+This module is the election alone: the API relays a replica's requests
+(``api/app.py``) to the primary as a :class:`swarmctl.net.peer.PrimaryPeer`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
 
 import kvstore
 
-from .api.streams import ByteStream, connect
+from .discovery.kv import StoreLocation
 
 LEADER_KEY = "docker/swarm/leader"
 log = logging.getLogger("swarmctl.replication")
@@ -38,21 +37,25 @@ class Role:
     leader: str | None = None
 
 
+@dataclass(frozen=True)
+class ReplicationSettings:
+    """``manage --replication``: where the managers elect their primary, and as whom this one campaigns."""
+
+    #: The kv discovery's store: the leader key lives beside the nodes.
+    store: StoreLocation
+    #: This manager's address for the others (the lock's value while it is the primary).
+    advertise: str
+    #: The lock's TTL: a dead primary is replaced within it.
+    ttl: float
+
+
 class Election:
     """Runs in a thread: campaign for the lock, hold it, report every change of role."""
 
-    def __init__(
-        self,
-        store_url: str,
-        config: kvstore.Config,
-        advertise: str,
-        ttl: float,
-        on_change: Callable[[Role], None],
-    ) -> None:
-        self.store_url = store_url
-        self.config = config
-        self.advertise = advertise
-        self.ttl = ttl
+    def __init__(self, settings: ReplicationSettings, on_change: Callable[[Role], None]) -> None:
+        self.location = settings.store
+        self.advertise = settings.advertise
+        self.ttl = settings.ttl
         self.on_change = on_change
         self.stop = threading.Event()
         self._role = Role()
@@ -75,7 +78,7 @@ class Election:
         while not self.stop.is_set():
             try:
                 if store is None:
-                    store = kvstore.from_url(self.store_url, self.config)
+                    store = self.location.open()
                 self._campaign(store)
             except kvstore.KVStoreError as exc:
                 log.warning("replication: store unavailable, retrying: %s", exc)
@@ -111,29 +114,3 @@ class Election:
             else:
                 with contextlib.suppress(kvstore.KVStoreError):
                     lock.release()  # leaving: let a replica take over at once
-
-
-class PrimaryPeer:
-    """The primary manager as a relay target for a replica (see :class:`~swarmctl.api.proxy.Upstream`)."""
-
-    def __init__(self, addr: str, session: Callable[[], aiohttp.ClientSession], ssl_context: ssl.SSLContext | None):
-        self.addr = addr
-        self._session = session
-        self._ssl = ssl_context
-        self.base_url = f"{'https' if ssl_context else 'http'}://{addr}"
-        #: Whether a request could not even connect (nothing was sent: it may go to the next primary).
-        self.unreachable = False
-
-    @property
-    def name(self) -> str:
-        return f"primary {self.addr}"
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._session().request(method, self.base_url + path, **kwargs)
-
-    async def open_connection(self) -> ByteStream:
-        return await connect(self.addr, self._ssl)
-
-    def report_failure(self, exc: BaseException) -> None:
-        self.unreachable = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-        log.warning("replication: cannot reach the primary %s: %s", self.addr, exc)

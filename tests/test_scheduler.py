@@ -17,7 +17,6 @@ import pytest
 
 from swarmctl.cluster.engine import HEALTHY, UNHEALTHY, Engine, EngineOptions
 from swarmctl.cluster.events import EventBus
-from swarmctl.cluster.reschedule import create_body, wants_rescheduling
 from swarmctl.scheduler import (
     ContainerRequest,
     ExpressionError,
@@ -28,6 +27,7 @@ from swarmctl.scheduler import (
 )
 from swarmctl.scheduler.expressions import parse
 from swarmctl.scheduler.request import AFFINITIES_LABEL, CONSTRAINTS_LABEL, ID_LABEL, RESCHEDULE_LABEL
+from swarmctl.scheduler.reschedule import create_body, wants_rescheduling
 
 GiB = 1 << 30
 _ids = itertools.count(1)

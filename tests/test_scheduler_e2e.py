@@ -294,7 +294,7 @@ def test_unreachable_candidate_is_skipped(nodes: list[dk.DockerNode]) -> None:
     from swarmctl.cluster.cluster import Cluster
     from swarmctl.cluster.engine import HEALTHY, Engine, EngineOptions
     from swarmctl.scheduler import ContainerRequest, Scheduler
-    from swarmctl.scheduler.placement import placer_for
+    from swarmctl.scheduler.placement import Placer as placer_for
 
     async def scenario() -> tuple[int, str, str]:
         cluster = Cluster(EngineOptions())

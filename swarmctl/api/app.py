@@ -32,7 +32,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from ..replication import PrimaryPeer, Role
+from ..net.peer import PrimaryPeer
+from ..replication import Role
 from . import (
     archives,
     build,

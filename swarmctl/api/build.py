@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,29 +30,14 @@ from aiohttp import web
 from ..cluster.engine import Engine
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT
 from ..scheduler import ContainerRequest, ExpressionError, NoNodeError
-from ..scheduler.placement import CREATE_TRIES, placer_for
-from .context import manager_of
+from ..scheduler.placement import CREATE_TRIES
+from .context import RunningBuild, manager_of
 from .proxy import error, forward, relay, request_headers
 from .prune import prune_on_every_node
 
 #: Build arguments that are Swarm's placement rules, not the Dockerfile's.
 RULE_PREFIXES = ("constraint:", "affinity:")
 CANCELLED = json.dumps({"errorDetail": {"message": "the build was cancelled"}, "error": "the build was cancelled"})
-
-
-@dataclass
-class RunningBuild:
-    """A build in progress, findable by its build ID while it runs."""
-
-    engine: Engine
-    upstream: aiohttp.ClientResponse | None = None
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        """End the build's request to the engine: the classic builder stops a build whose client went away."""
-        self.cancelled = True
-        if self.upstream is not None:
-            self.upstream.close()
 
 
 def split_rules(raw: str | None) -> tuple[dict[str, Any], list[str]]:
@@ -113,7 +97,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         return error(400, str(exc))
     except ValueError as exc:
         return error(400, f"invalid build options: {exc}")
-    placer = placer_for(manager.cluster)
+    placer = manager.placer
     try:
         candidates = placer.candidates(manager.scheduler(), wanted)
     except NoNodeError as exc:

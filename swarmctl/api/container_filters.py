@@ -103,62 +103,77 @@ def _port_match(container: dict[str, Any], field: str, wanted: list[tuple[int, i
 
 def compile_filters(manager: Manager, filters: dict[str, list[str]]) -> Match:
     """The containers ``filters`` keep, as one test; every refusal dockerd makes is raised here, at once."""
-    accept_only(filters, CONTAINER_FILTERS)  # then each check in the order dockerd's foldFilter makes them
-    exited = {_go_atoi(code) for code in filters.get("exited", [])}
-    for state in filters.get("status", []):
-        if state not in STATES:
-            raise refusal(400, f"Invalid filter 'status={state}'")
-    is_task = boolean(filters, "is-task")
-    for health in filters.get("health", []):
-        if health not in HEALTH:
-            raise refusal(400, f"Unrecognised filter value for health: {health}")
-    before = [_created_of(manager, ref) for ref in filters.get("before", [])]
-    since = [_created_of(manager, ref) for ref in filters.get("since", [])]
-    published = [_ports(v, "publish") for v in filters.get("publish", [])]
-    exposed = [_ports(v, "expose") for v in filters.get("expose", [])]
-    tests: list[Match] = []
-
-    def keep(test: Match) -> None:
-        tests.append(test)
-
-    if "status" in filters:
-        keep(lambda e, c: c.get("State") in filters["status"])
-    if "health" in filters:
-        keep(lambda e, c: _health(c) in filters["health"])
-    if exited:
-        keep(lambda e, c: (m := _EXIT_CODE.search(str(c.get("Status") or ""))) is not None and int(m[1]) in exited)
-    if is_task is not None:
-        keep(lambda e, c: (TASK_LABEL in (c.get("Labels") or {})) == is_task)
-    if published:
-        keep(lambda e, c: _port_match(c, "PublicPort", published))
-    if exposed:
-        keep(lambda e, c: _port_match(c, "PrivatePort", exposed))
-    if before:
-        keep(lambda e, c: _created(e, c) < min(before))
-    if since:
-        keep(lambda e, c: _created(e, c) > max(since))
-    if "id" in filters:
-        keep(lambda e, c: any(c["Id"].startswith(v) for v in filters["id"]))
-    if "name" in filters:
-        keep(lambda e, c: _name_match(e, c, filters["name"]))
-    if "label" in filters:
-        keep(lambda e, c: all(_label_match(c.get("Labels") or {}, wanted) for wanted in filters["label"]))
-    if "node" in filters:
-        keep(lambda e, c: any(fnmatch.fnmatch(e.name, v) or e.addr == v for v in filters["node"]))
-    if "ancestor" in filters:
-        keep(lambda e, c: any(c.get("Image") == v or c.get("ImageID") == v for v in filters["ancestor"]))
-    if "network" in filters:
-        keep(lambda e, c: _network_match(c, filters["network"]))
-    if "volume" in filters:
-        keep(
-            lambda e, c: any(
-                m.get("Name") in filters["volume"] or m.get("Destination") in filters["volume"]
-                for m in c.get("Mounts") or []
-            )
-        )
-    if "isolation" in filters:  # Linux engines: every container runs with the default isolation
-        keep(lambda e, c: "default" in filters["isolation"])
+    checked = _checked(manager, filters)
+    tests = [make(checked[name]) for name, make in _TESTS.items() if name in checked]
     return lambda engine, container: all(test(engine, container) for test in tests)
+
+
+def _checked(manager: Manager, filters: dict[str, list[str]]) -> dict[str, Any]:
+    """Each filter's values as its test takes them, refused as dockerd refuses them, in its ``foldFilter``'s order.
+
+    A filter read into nothing (no exit code, port or container) makes no test.
+    """
+    accept_only(filters, CONTAINER_FILTERS)
+    exited = {_go_atoi(code) for code in filters.get("exited", [])}
+    _refuse_unknown(filters.get("status", []), STATES, "Invalid filter 'status={}'")
+    is_task = boolean(filters, "is-task")
+    _refuse_unknown(filters.get("health", []), HEALTH, "Unrecognised filter value for health: {}")
+    read: dict[str, Any] = {
+        "exited": exited,
+        "is-task": is_task,
+        "before": [_created_of(manager, ref) for ref in filters.get("before", [])],
+        "since": [_created_of(manager, ref) for ref in filters.get("since", [])],
+        "publish": [_ports(v, "publish") for v in filters.get("publish", [])],
+        "expose": [_ports(v, "expose") for v in filters.get("expose", [])],
+    }
+    checked: dict[str, Any] = {name: values for name, values in filters.items() if name not in read}
+    checked.update((name, value) for name, value in read.items() if value or value is False)
+    return checked
+
+
+def _refuse_unknown(values: list[str], known: tuple[str, ...], message: str) -> None:
+    for value in values:
+        if value not in known:
+            raise refusal(400, message.format(value))
+
+
+def _exit_code(container: dict[str, Any]) -> int | None:
+    found = _EXIT_CODE.search(str(container.get("Status") or ""))
+    return None if found is None else int(found[1])
+
+
+def _created_before(created: list[int]) -> Match:
+    bound = min(created)
+    return lambda e, c: _created(e, c) < bound
+
+
+def _created_after(created: list[int]) -> Match:
+    bound = max(created)
+    return lambda e, c: _created(e, c) > bound
+
+
+#: The test each filter makes of its checked values (see ``_checked``), in the order they are applied.
+_TESTS: dict[str, Callable[[Any], Match]] = {
+    "status": lambda states: lambda e, c: c.get("State") in states,
+    "health": lambda wanted: lambda e, c: _health(c) in wanted,
+    "exited": lambda codes: lambda e, c: _exit_code(c) in codes,
+    "is-task": lambda task: lambda e, c: (TASK_LABEL in (c.get("Labels") or {})) == task,
+    "publish": lambda ports: lambda e, c: _port_match(c, "PublicPort", ports),
+    "expose": lambda ports: lambda e, c: _port_match(c, "PrivatePort", ports),
+    "before": _created_before,
+    "since": _created_after,
+    "id": lambda ids: lambda e, c: any(c["Id"].startswith(v) for v in ids),
+    "name": lambda names: lambda e, c: _name_match(e, c, names),
+    "label": lambda labels: lambda e, c: all(_label_match(c.get("Labels") or {}, wanted) for wanted in labels),
+    "node": lambda nodes: lambda e, c: any(fnmatch.fnmatch(e.name, v) or e.addr == v for v in nodes),
+    "ancestor": lambda images: lambda e, c: any(c.get("Image") == v or c.get("ImageID") == v for v in images),
+    "network": lambda networks: lambda e, c: _network_match(c, networks),
+    "volume": lambda volumes: (
+        lambda e, c: any(m.get("Name") in volumes or m.get("Destination") in volumes for m in c.get("Mounts") or [])
+    ),
+    # Linux engines: every container runs with the default isolation.
+    "isolation": lambda isolations: lambda e, c: "default" in isolations,
+}
 
 
 def _created(engine: Engine, container: dict[str, Any]) -> int:

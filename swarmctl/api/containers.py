@@ -15,8 +15,7 @@ from aiohttp import web
 from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
 from ..cluster.fanout import ask
-from ..scheduler import ContainerRequest, ExpressionError, Scheduler
-from ..scheduler.placement import placer_for
+from ..scheduler import ContainerRequest, ExpressionError
 from .bodies import BadBody, container_config
 from .container_filters import compile_filters, limit_of
 from .context import Manager, manager_of
@@ -311,19 +310,6 @@ async def _delete_link(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _scheduler(manager: Manager) -> Scheduler:
-    """The manager's strategy and filters; the cluster's rescheduler is told to use them too.
-
-    Telling the rescheduler here makes rescheduling work for every container
-    created through this manager even where the manager's start-up does not
-    attach it itself (attaching is idempotent).
-    """
-    rescheduler = manager.cluster.rescheduler
-    if rescheduler.manager is not manager:
-        rescheduler.attach(manager)
-    return manager.scheduler()
-
-
 async def create(request: web.Request) -> web.StreamResponse:
     """Place a new container with the scheduler, then create it on the first candidate that accepts it.
 
@@ -338,8 +324,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         return error(exc.status, exc.message)
     except ExpressionError as exc:
         return error(400, str(exc))
-    outcome = await placer_for(manager.cluster).create(
-        _scheduler(manager),
+    outcome = await manager.placer.create(
+        manager.scheduler(),
         wanted,
         request.query.get("name", ""),
         path=f"{version_prefix(request)}/containers/create",

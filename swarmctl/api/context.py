@@ -6,19 +6,34 @@ import socket
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ..cluster.cluster import Cluster
+from ..cluster.engine import Engine
 from ..replication import Role
 from ..scheduler import Scheduler
-
-if TYPE_CHECKING:
-    from .build import RunningBuild
+from ..scheduler.placement import Placer
 
 DEFAULT_API_VERSION = "1.41"
 MIN_API_VERSION = "1.24"
+
+
+@dataclass
+class RunningBuild:
+    """A build in progress, findable by its build ID while it runs."""
+
+    engine: Engine
+    upstream: aiohttp.ClientResponse | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """End the build's request to the engine: the classic builder stops a build whose client went away."""
+        self.cancelled = True
+        if self.upstream is not None:
+            self.upstream.close()
 
 
 @dataclass
@@ -47,6 +62,18 @@ class Manager:
     builds: dict[str, RunningBuild] = field(default_factory=dict)
     #: ``((strategy, filters), scheduler)``: made once, not per create (see ``scheduler``).
     _scheduler: tuple[tuple[str, tuple[str, ...]], Scheduler] | None = None
+    #: Every create this manager makes goes through it (the rescheduler's too: ``manage`` hands it over).
+    placer: Placer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.placer = Placer(self.cluster)
+
+    def is_primary(self) -> bool:
+        """Whether this manager may do what only one manager of the cluster does (reschedule).
+
+        True for the primary, and for a manager that is not replicated.
+        """
+        return not self.replicated or self.role.primary
 
     def api_version(self) -> str:
         """The newest API version every healthy node speaks; the docker CLI negotiates down to it.

@@ -73,7 +73,7 @@ class _Scanner:
             self.pos += 1
         return self.text[self.pos]
 
-    def _fail(self, context: str) -> GoJSONError:
+    def fail(self, context: str) -> GoJSONError:
         return GoJSONError(f"invalid character {_quote(self.text[self.pos])} {context}")
 
     def value(self) -> None:
@@ -95,7 +95,7 @@ class _Scanner:
                     continue
                 is_object = closers[-1] == "}"
                 if char != ",":
-                    raise self._fail("after object key:value pair" if is_object else "after array element")
+                    raise self.fail("after object key:value pair" if is_object else "after array element")
                 self.pos += 1
                 if is_object:
                     self._key()
@@ -108,7 +108,7 @@ class _Scanner:
         char = self._skip()
         if char in "{[":
             if len(closers) >= MAX_DEPTH:
-                raise self._fail("exceeded max depth")
+                raise self.fail("exceeded max depth")
             self.pos += 1
             close = "}" if char == "{" else "]"
             if self._skip() == close:
@@ -125,37 +125,37 @@ class _Scanner:
         elif char in _LITERALS:
             self._literal(_LITERALS[char])
         else:
-            raise self._fail("looking for beginning of value")
+            raise self.fail("looking for beginning of value")
         return False
 
     def _key(self) -> None:
         if self._skip() != '"':
-            raise self._fail("looking for beginning of object key string")
+            raise self.fail("looking for beginning of object key string")
         self._string()
         if self._skip() != ":":
-            raise self._fail("after object key")
+            raise self.fail("after object key")
         self.pos += 1
 
     def _string(self) -> None:
         self.pos += 1
         while (char := self._peek()) != '"':
             if char < " ":
-                raise self._fail("in string literal")
+                raise self.fail("in string literal")
             self.pos += 1
             if char == "\\":
                 if self._peek() not in _ESCAPES:
-                    raise self._fail("in string escape code")
+                    raise self.fail("in string escape code")
                 if self.text[self.pos] == "u":
                     for _ in range(4):
                         self.pos += 1
                         if self._peek() not in "0123456789abcdefABCDEF":
-                            raise self._fail("in \\u hexadecimal character escape")
+                            raise self.fail("in \\u hexadecimal character escape")
                 self.pos += 1
         self.pos += 1
 
     def _digits(self, context: str) -> None:
         if self._peek() not in _DIGITS:
-            raise self._fail(context)
+            raise self.fail(context)
         while self.pos < len(self.text) and self.text[self.pos] in _DIGITS:
             self.pos += 1
 
@@ -178,7 +178,7 @@ class _Scanner:
     def _literal(self, word: str) -> None:
         for expected in word:
             if self._peek() != expected:
-                raise self._fail(f"in literal {word} (expecting {_quote(expected)})")
+                raise self.fail(f"in literal {word} (expecting {_quote(expected)})")
             self.pos += 1
 
 
@@ -194,6 +194,20 @@ def _skip_space(text: str, pos: int) -> int:
     while text[pos] in _WHITESPACE:
         pos += 1
     return pos
+
+
+def _scalar(text: str, pos: int, parse_float: Callable[[str], Any]) -> tuple[Any, int]:
+    """The string, literal or number at ``pos`` (the scanner found it well formed), and where it ends."""
+    char = text[pos]
+    if char == '"':
+        value, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        return value, end
+    if char in _LITERAL_VALUES:
+        word, value = _LITERAL_VALUES[char]
+        return value, pos + len(word)
+    number = _NUMBER.match(text, pos)
+    assert number is not None  # the scanner checked it
+    return (parse_float(number[0]) if number[1] or number[2] else int(number[0])), number.end()
 
 
 def decode_deep(text: str, parse_float: Callable[[str], Any] = float) -> Any:
@@ -222,16 +236,8 @@ def decode_deep(text: str, parse_float: Callable[[str], Any] = float) -> Any:
                     pos = _skip_space(text, pos) + 1  # the colon
                 stack.append((container, key))
                 continue
-        elif char == '"':
-            value, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
-        elif char in _LITERAL_VALUES:
-            word, value = _LITERAL_VALUES[char]
-            pos += len(word)
         else:
-            number = _NUMBER.match(text, pos)
-            assert number is not None  # the scanner checked it
-            value = parse_float(number[0]) if number[1] or number[2] else int(number[0])
-            pos = number.end()
+            value, pos = _scalar(text, pos, parse_float)
         while True:  # the value goes into its container; close what it ended
             if not stack:
                 return value
@@ -292,7 +298,7 @@ def unmarshal(text: str) -> Any:
         scanner.value()
         while scanner.pos < len(text):
             if text[scanner.pos] not in _WHITESPACE:
-                raise scanner._fail("after top-level value")
+                raise scanner.fail("after top-level value")
             scanner.pos += 1
     except _EndOfInput:
         raise GoJSONError("unexpected end of JSON input") from None

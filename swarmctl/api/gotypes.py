@@ -190,7 +190,7 @@ class _Check:
         into = f"Go struct field {self.struct}.{'.'.join(self.path)}" if self.struct or self.path else "Go value"
         return f"json: cannot unmarshal {what} into {into} of type {kind.name}"
 
-    def value(self, value: Any, kind: GoType) -> Any:
+    def value(self, value: Any, kind: GoType) -> Any:  # noqa: C901 - a flat dispatch, one branch per Go kind
         """``value`` as decoded into ``kind``: canonical field names; what does not fit is noted and left out."""
         if value is None:
             return value

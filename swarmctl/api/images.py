@@ -135,35 +135,8 @@ async def images_create(request: web.Request) -> web.StreamResponse:
     lines: asyncio.Queue[tuple[bool, bytes] | None] = asyncio.Queue()  # (from a node that answered 200, line)
     refusals: list[tuple[int, str]] = []
 
-    async def one(engine: Engine) -> None:
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("x-registry-auth", "content-type")}
-        try:
-            async with engine.request(
-                "POST",
-                request.rel_url.raw_path_qs,
-                data=body or None,
-                headers=headers,
-                timeout=STREAM_TIMEOUT,
-            ) as r:
-                if r.status >= 300:
-                    text = (await r.read()).decode(errors="replace")
-                    with contextlib.suppress(ValueError, AttributeError):
-                        text = json.loads(text).get("message", text)
-                    refusals.append((r.status, f"{engine.name}: {text}"))
-                    await lines.put((False, error_line(f"{engine.name}: {text}")))
-                    return
-                async for line in r.content:
-                    if line.strip():
-                        await lines.put((True, _tag_progress(line, engine.name)))
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            refusals.append((500, f"{engine.name}: {exc}"))
-            await lines.put((False, error_line(f"{engine.name}: {exc}")))
-        finally:
-            with contextlib.suppress(Exception):
-                await engine.refresh_images()
-
     async def run_all() -> None:
-        await asyncio.gather(*(one(e) for e in engines))
+        await asyncio.gather(*(_pull_on(e, request, body, lines, refusals) for e in engines))
         await lines.put(None)
 
     out = LazyStream(request)
@@ -187,6 +160,41 @@ async def images_create(request: web.Request) -> web.StreamResponse:
         statuses = {status for status, _ in refusals}
         return error(statuses.pop() if len(statuses) == 1 else 500, "; ".join(text for _, text in refusals))
     return await out.finish()
+
+
+async def _pull_on(
+    engine: Engine,
+    request: web.Request,
+    body: bytes,
+    lines: asyncio.Queue[tuple[bool, bytes] | None],
+    refusals: list[tuple[int, str]],
+) -> None:
+    """One node's pull: its progress onto ``lines``, each line saying the node; a refusal also into ``refusals``."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() in ("x-registry-auth", "content-type")}
+    try:
+        async with engine.request(
+            "POST",
+            request.rel_url.raw_path_qs,
+            data=body or None,
+            headers=headers,
+            timeout=STREAM_TIMEOUT,
+        ) as r:
+            if r.status >= 300:
+                text = (await r.read()).decode(errors="replace")
+                with contextlib.suppress(ValueError, AttributeError):
+                    text = json.loads(text).get("message", text)
+                refusals.append((r.status, f"{engine.name}: {text}"))
+                await lines.put((False, error_line(f"{engine.name}: {text}")))
+                return
+            async for line in r.content:
+                if line.strip():
+                    await lines.put((True, _tag_progress(line, engine.name)))
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        refusals.append((500, f"{engine.name}: {exc}"))
+        await lines.put((False, error_line(f"{engine.name}: {exc}")))
+    finally:
+        with contextlib.suppress(Exception):
+            await engine.refresh_images()
 
 
 def _tag_progress(line: bytes, node: str) -> bytes:

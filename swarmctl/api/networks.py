@@ -26,10 +26,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from .. import jsontext
-from ..cluster.engine import Engine
+from ..cluster.engine import Engine, EngineError
 from ..cluster.fanout import Reply, ask
 from ..cluster.resources import (
     PREDEFINED_NETWORKS,
@@ -250,7 +251,7 @@ async def network_connect(request: web.Request) -> web.StreamResponse:
             )
         try:
             network = await move_network(network, engine)
-        except Exception as exc:  # the engine's refusal, in its words
+        except (LookupError_, EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
             return error(500, f"cannot move the network {network.name} to node {engine.name}: {exc}")
     return await _on_container_node(request, engine, cid, network, {**body, "Container": cid}, "connect")
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from ..cluster.engine import Engine
 from ..scheduler import ContainerRequest, NoNodeError
-from ..scheduler.placement import placer_for
 from .context import Manager
 
 
@@ -34,4 +33,4 @@ def placement(manager: Manager, node: str | None, labels: Any) -> tuple[list[Eng
     wanted = ContainerRequest.from_body({"Labels": dict(labels) if isinstance(labels, dict) else {}})
     if node is not None:
         return [named_node(manager, node)], wanted
-    return placer_for(manager.cluster).candidates(manager.scheduler(), wanted), wanted
+    return manager.placer.candidates(manager.scheduler(), wanted), wanted

@@ -24,10 +24,10 @@ from aiohttp import web
 from ..cluster.engine import UNHEALTHY
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
 from ..errors import in_words
+from ..net.streams import ByteStream
 from .bodies import BadBody, body_of
 from .gotypes import Struct
 from .headers import prepare
-from .streams import ByteStream
 
 
 class Upstream(Protocol):
@@ -416,7 +416,8 @@ def _keep_tls_half_open(transport: asyncio.BaseTransport, client: _RawClient) ->
             start_shutdown()
 
     ssl_protocol.eof_received = eof_received
-    ssl_protocol._start_shutdown = shutdown_when_we_close
+    # asyncio has no public hook for holding back a TLS shutdown: the docstring says why this reaches in.
+    ssl_protocol._start_shutdown = shutdown_when_we_close  # noqa: SLF001
 
 
 def _switching_head(status: int, headers: dict[str, str], protocol: str) -> bytes:
@@ -450,27 +451,8 @@ async def _take_over(
     if early:
         client.data_received(early)
     transport.write(_switching_head(status, headers, upgrade))
-
-    async def engine_to_client() -> None:
-        while True:
-            chunk = await stream.read(CHUNK)
-            if not chunk or transport.is_closing():
-                return
-            transport.write(chunk)
-            await client.drain()
-
-    async def client_to_engine() -> None:
-        while True:
-            chunk = await client.incoming.get()
-            if chunk is None:
-                stream.write_eof()
-                await stream.drain()
-                return
-            stream.write(chunk)
-            await stream.drain()
-
-    down = asyncio.ensure_future(engine_to_client())
-    up = asyncio.ensure_future(client_to_engine())
+    down = asyncio.ensure_future(_engine_to_client(stream, transport, client))
+    up = asyncio.ensure_future(_client_to_engine(client, stream))
     gone = asyncio.ensure_future(client.lost.wait())
     try:
         # The engine closing its side ends the session (the process exited);
@@ -487,3 +469,25 @@ async def _take_over(
         # aiohttp no longer owns the connection: let it forget it.
         if protocol is not None:
             asyncio.get_running_loop().call_soon(protocol.connection_lost, None)
+
+
+async def _engine_to_client(stream: ByteStream, transport: asyncio.Transport, client: _RawClient) -> None:
+    """The engine's output to the client until the engine closes (or the client is gone)."""
+    while True:
+        chunk = await stream.read(CHUNK)
+        if not chunk or transport.is_closing():
+            return
+        transport.write(chunk)
+        await client.drain()
+
+
+async def _client_to_engine(client: _RawClient, stream: ByteStream) -> None:
+    """The client's input to the engine; the client's EOF becomes the engine's (a half-close)."""
+    while True:
+        chunk = await client.incoming.get()
+        if chunk is None:
+            stream.write_eof()
+            await stream.drain()
+            return
+        stream.write(chunk)
+        await stream.drain()

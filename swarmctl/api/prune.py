@@ -118,7 +118,7 @@ async def _refresh(refresh: Refresh | None, engine: Engine, deleted: list[Any], 
         return
     try:
         await refresh(engine, deleted)
-    except Exception as exc:  # the cache catches up at the next refresh; the prune itself happened
+    except Exception as exc:  # noqa: BLE001 - the prune happened: whatever stops the refresh, the next one catches up
         log.warning("engine %s: could not refresh its %s after a prune: %s", engine.name, kind, exc)
 
 

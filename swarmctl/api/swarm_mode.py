@@ -19,7 +19,7 @@ refused with a 503 that says why.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -81,27 +81,39 @@ def _parse_uint(text: str) -> str | None:
 
 
 async def _check(request: web.Request, checks: Checks) -> web.Response | None:
-    """dockerd's answer to a request that fails ``checks``, or None when it passes them."""
-    query = request.query
+    """dockerd's answer to a request that fails ``checks``, or None when it passes them (in dockerd's order)."""
     if checks.filters is not None:
         try:
-            parse_filters_as_dockerd(query.get("filters", ""))
+            parse_filters_as_dockerd(request.query.get("filters", ""))
         except gojson.GoJSONError as exc:
             return error(checks.filters, str(exc))
     if checks.body is not None:
-        try:
-            body = gojson.decode_first((await request.read()).decode("utf-8", errors="replace"))
-        except EOFError:
-            return error(400, "got EOF while reading request body")
-        except gojson.GoJSONError as exc:
-            return error(400, str(exc))
-        if body is not None and not isinstance(body, dict):
-            return error(400, f"json: cannot unmarshal {gojson.kind(body)} into Go value of type {checks.body}")
-        body = body or {}
-        if checks.listen and not body.get("ListenAddr"):
-            return error(400, 'invalid ListenAddr "": invalid empty address')
-        if checks.remote and not body.get("RemoteAddrs"):
-            return error(400, "at least 1 RemoteAddr is required to join")
+        refused = await _body_refusal(request, checks, checks.body)
+        if refused is not None:
+            return refused
+    return _query_refusal(request.query, checks)
+
+
+async def _body_refusal(request: web.Request, checks: Checks, go_type: str) -> web.Response | None:
+    """dockerd's answer to a body that does not decode into ``go_type`` or lacks what ``checks`` need."""
+    try:
+        body = gojson.decode_first((await request.read()).decode("utf-8", errors="replace"))
+    except EOFError:
+        return error(400, "got EOF while reading request body")
+    except gojson.GoJSONError as exc:
+        return error(400, str(exc))
+    if body is not None and not isinstance(body, dict):
+        return error(400, f"json: cannot unmarshal {gojson.kind(body)} into Go value of type {go_type}")
+    body = body or {}
+    if checks.listen and not body.get("ListenAddr"):
+        return error(400, 'invalid ListenAddr "": invalid empty address')
+    if checks.remote and not body.get("RemoteAddrs"):
+        return error(400, "at least 1 RemoteAddr is required to join")
+    return None
+
+
+def _query_refusal(query: Mapping[str, str], checks: Checks) -> web.Response | None:
+    """dockerd's answer to a query whose ``version``, booleans or log streams ``checks`` refuse."""
     if checks.version is not None:
         raw = query.get("version", "")
         problem = _parse_uint(raw)

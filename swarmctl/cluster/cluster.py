@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 
-from .engine import REQUEST_TIMEOUT, Engine, EngineOptions
+from .engine import REQUEST_TIMEOUT, Engine, EngineOptions, image_matches
 from .events import EventBus
-from .reschedule import Rescheduler
 from .resources import LookupError_
 
 __all__ = ["Cluster", "LookupError_", "image_matches"]
@@ -34,8 +34,8 @@ class Cluster:
         #: Bumped when the set of engines changes or an engine's state, ``/info`` or ``/version`` does:
         #: what is derived from the nodes alone (the API version they all speak) is kept until then.
         self.specs_version = 0
-        #: Moves containers off failed nodes (``reschedule:on-node-failure``).
-        self.rescheduler = Rescheduler(self)
+        #: Told of every engine's change of state, with its previous state (see :meth:`subscribe`).
+        self._state_listeners: list[Callable[[Engine, str], None]] = []
         #: Container inspections in flight across every engine: a manager starting in front of
         #: thousands of containers fills in their details at this pace, not all at once.
         self.inspections = asyncio.Semaphore(INSPECTIONS)
@@ -55,6 +55,18 @@ class Cluster:
             self._session = aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT)
         return self._session
 
+    def subscribe(self, listener: Callable[[Engine, str], None]) -> None:
+        """Call ``listener(engine, previous state)`` whenever an engine turns Pending, Healthy or Unhealthy.
+
+        What acts on nodes failing and coming back (the rescheduler) subscribes
+        from above, so that the cluster knows nothing of it.
+        """
+        self._state_listeners.append(listener)
+
+    def _state_changed(self, engine: Engine, previous: str) -> None:
+        for listener in self._state_listeners:
+            listener(engine, previous)
+
     def _bump(self, specs: bool = True) -> None:
         self.version += 1
         if specs:
@@ -69,14 +81,14 @@ class Cluster:
                 engine = self.engines.pop(addr)
                 log.info("engine %s (%s) left discovery", engine.name, addr)
                 if engine.healthy:
-                    engine._publish_engine_event("engine_disconnect")
+                    engine.publish_engine_event("engine_disconnect")
                 task = asyncio.ensure_future(engine.stop())
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
         added = [addr for addr in wanted if addr not in self.engines]
         for addr in added:
             engine = Engine(addr, self.bus, self.options, self.session, self._bump, self.inspections)
-            engine.on_state_change = self.rescheduler.engine_state_changed
+            engine.on_state_change = self._state_changed
             self.engines[addr] = engine
             engine.start()
         if added:
@@ -140,21 +152,6 @@ class Cluster:
     def engines_with_repository(self, name: str) -> list[Engine]:
         """Healthy engines with any tag of repository ``name`` (``docker push name`` pushes them all)."""
         return [e for e in self.healthy() if has_repository(e, name)]
-
-
-def image_matches(engine: Engine, ref: str) -> bool:
-    wanted = ref if ":" in ref.rsplit("/", 1)[-1] or ref.startswith("sha256:") else f"{ref}:latest"
-    for image in engine.images:
-        image_id = str(image.get("Id", ""))
-        if ref in (image_id, image_id.removeprefix("sha256:")) or (
-            len(ref) >= 4 and image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
-        ):
-            return True
-        if wanted in (image.get("RepoTags") or []) or ref in (image.get("RepoTags") or []):
-            return True
-        if "@" in ref and ref in (image.get("RepoDigests") or []):
-            return True
-    return False
 
 
 def has_repository(engine: Engine, name: str) -> bool:

@@ -63,8 +63,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..api.streams import ByteStream, connect
 from ..errors import in_words
+from ..net.streams import ByteStream, connect
 from .events import EventBus
 from .packed import Inspects
 
@@ -396,7 +396,7 @@ class Engine:
         previous, self.state = self.state, HEALTHY
         self._changed(specs=True)
         log.info("engine %s (%s) is healthy (was %s)", self.name, self.addr, previous.lower())
-        self._publish_engine_event("engine_connect")
+        self.publish_engine_event("engine_connect")
         return previous
 
     def _failed(self, exc: BaseException) -> None:
@@ -415,7 +415,7 @@ class Engine:
                 self.failures,
                 self.last_error,
             )
-            self._publish_engine_event("engine_disconnect")
+            self.publish_engine_event("engine_disconnect")
             self._state_changed(HEALTHY)
         elif self.failures == 1 or self.state == HEALTHY:
             log.debug("engine %s (%s) did not answer: %s", self.name, self.addr, self.last_error)
@@ -424,7 +424,7 @@ class Engine:
         if self.on_state_change is not None:
             self.on_state_change(self, previous)
 
-    def _publish_engine_event(self, action: str) -> None:
+    def publish_engine_event(self, action: str) -> None:
         now = time.time()
         self.bus.publish(
             {
@@ -671,6 +671,23 @@ class Engine:
 
 #: How many times a container's list line is read again while it lags behind its inspect.
 _RELISTS = 3
+
+
+def image_matches(engine: Engine, ref: str) -> bool:
+    """Whether ``engine``'s cached images hold ``ref``: ``name[:tag]`` (``latest`` if none), ``name@digest``,
+    an ID with or without ``sha256:``, or an ID prefix of four characters or more."""
+    wanted = ref if ":" in ref.rsplit("/", 1)[-1] or ref.startswith("sha256:") else f"{ref}:latest"
+    for image in engine.images:
+        image_id = str(image.get("Id", ""))
+        if ref in (image_id, image_id.removeprefix("sha256:")) or (
+            len(ref) >= 4 and image_id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
+        ):
+            return True
+        if wanted in (image.get("RepoTags") or []) or ref in (image.get("RepoTags") or []):
+            return True
+        if "@" in ref and ref in (image.get("RepoDigests") or []):
+            return True
+    return False
 
 
 def _agrees(summaries: list[dict[str, Any]], inspect: dict[str, Any]) -> bool:

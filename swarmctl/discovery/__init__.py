@@ -6,7 +6,6 @@ Each scheme lives in its own module, imported only when used, so that
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 
@@ -49,26 +48,9 @@ def new_discovery(url: str, options: dict[str, str] | None = None, *, timeout: f
     if tls_given and scheme not in KV_SCHEMES:
         raise SwarmctlError(f"--discovery-opt {tls_given[0]}: TLS options apply to kv discovery only")
     if scheme in KV_SCHEMES:
-        from .kv import DEFAULT_PATH, KVDiscovery
-        from .tls import store_config
+        from .kv import kv_discovery
 
-        config = store_config(scheme, options)
-        if timeout is not None:
-            config = dataclasses.replace(config, connection_timeout=max(timeout, 0.1))
-        try:
-            import kvstore.url
-
-            parsed = kvstore.url.parse(text)
-        except Exception as exc:  # kvstore's InvalidArgumentError names the URL
-            raise SwarmctlError(str(exc)) from None
-        if scheme != "sqlite":
-            from .kv import check_store_addresses
-
-            check_store_addresses(text, parsed.addrs)
-        path = options.get("kv.path", DEFAULT_PATH).strip("/")
-        if not path:
-            raise SwarmctlError("--discovery-opt kv.path must not be empty")
-        return KVDiscovery(text, text, config, path)
+        return kv_discovery(text, scheme, options, timeout)
     if scheme == "file":
         from .file import FileDiscovery
 

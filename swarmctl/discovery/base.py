@@ -50,6 +50,13 @@ class Discovery(abc.ABC):
                     yield nodes
             stop.wait(self.poll_interval)
 
+    def follow_heartbeat(self, heartbeat: float) -> None:
+        """``manage --heartbeat``: read a polled source at least every ``heartbeat`` seconds.
+
+        A source polled more often already (a file, every second) keeps its pace.
+        """
+        self.poll_interval = min(self.poll_interval, heartbeat)
+
     def register(self, address: str, ttl: float) -> None:
         """Announce ``address`` for ``ttl`` seconds (``join``)."""
         raise DiscoveryError(f"{self.url}: this discovery is a static list; there is nothing to join")

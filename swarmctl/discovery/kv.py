@@ -15,19 +15,60 @@ holds. Any other failure re-opens it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
 
 import kvstore
+import kvstore.url
 from kvstore.addresses import parse_host_port
 
 from ..errors import DiscoveryError, SwarmctlError
 from .base import Discovery
+from .tls import store_config
 
 log = logging.getLogger("swarmctl.discovery")
 
 DEFAULT_PATH = "docker/swarm/nodes"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreLocation:
+    """The store a kv discovery URL names, parsed once: what ``kvstore.new_store`` takes.
+
+    Discovery and the replicated managers' election both open it; neither
+    reads the URL again.
+    """
+
+    #: As given, for messages.
+    url: str
+    backend: str
+    addrs: tuple[str, ...]
+    #: TLS from ``--discovery-opt``, the connection timeout, and the URL's prefix (as ``kvstore.from_url`` sets it).
+    config: kvstore.Config
+
+    def open(self) -> kvstore.Store:
+        return kvstore.new_store(self.backend, list(self.addrs), self.config)
+
+
+def kv_discovery(url: str, scheme: str, options: dict[str, str], timeout: float | None) -> KVDiscovery:
+    """The discovery of ``etcd://``, ``consul://``, ``zk://``, ``sqlite://``, checked before anything connects."""
+    config = store_config(scheme, options)
+    if timeout is not None:
+        config = dataclasses.replace(config, connection_timeout=max(timeout, 0.1))
+    try:
+        parsed = kvstore.url.parse(url)
+    except kvstore.KVStoreError as exc:  # kvstore's InvalidArgumentError names the URL
+        raise SwarmctlError(str(exc)) from None
+    if scheme != "sqlite":
+        check_store_addresses(url, parsed.addrs)
+    path = options.get("kv.path", DEFAULT_PATH).strip("/")
+    if not path:
+        raise SwarmctlError("--discovery-opt kv.path must not be empty")
+    if parsed.prefix:
+        config = dataclasses.replace(config, prefix=parsed.prefix)
+    return KVDiscovery(url, StoreLocation(url, parsed.backend, tuple(parsed.addrs), config), path)
 
 
 def check_store_addresses(url: str, addrs: list[str]) -> None:
@@ -46,12 +87,11 @@ def check_store_addresses(url: str, addrs: list[str]) -> None:
 
 
 class KVDiscovery(Discovery):
-    """Nodes as keys below ``path`` in the store that ``store_url`` names."""
+    """Nodes as keys below ``path`` in the store at ``location``."""
 
-    def __init__(self, url: str, store_url: str, config: kvstore.Config, path: str = DEFAULT_PATH) -> None:
+    def __init__(self, url: str, location: StoreLocation, path: str = DEFAULT_PATH) -> None:
         super().__init__(url)
-        self.store_url = store_url
-        self.config = config
+        self.location = location
         self.path = path.strip("/")
         self._store: kvstore.Store | None = None
         self._mutex = threading.Lock()
@@ -60,7 +100,7 @@ class KVDiscovery(Discovery):
         with self._mutex:
             if self._store is None:
                 try:
-                    self._store = kvstore.from_url(self.store_url, self.config)
+                    self._store = self.location.open()
                 except kvstore.NotReachableError as exc:
                     raise DiscoveryError(str(exc)) from None
             return self._store
@@ -71,6 +111,10 @@ class KVDiscovery(Discovery):
         if store is not None:
             with contextlib.suppress(kvstore.KVStoreError):
                 store.close()
+
+    @property
+    def store_url(self) -> str:
+        return self.location.url
 
     def _key(self, address: str) -> str:
         return f"{self.path}/{address}"

@@ -92,6 +92,10 @@ class TokenDiscovery(Discovery):
         self.cluster_url = f"{service_url}/clusters/{cluster}"
         self.poll_interval = poll_interval
 
+    def follow_heartbeat(self, heartbeat: float) -> None:
+        """Poll the hosted service every ``heartbeat`` exactly, as Swarm did: a longer one asks it less often."""
+        self.poll_interval = heartbeat
+
     def fetch(self) -> list[str]:
         body = request("GET", self.cluster_url)
         try:

@@ -7,7 +7,8 @@ affinities written in Swarm's expression language, :mod:`.expressions`) and
 are checked against each node's cached state (:mod:`.node`), never with a
 round trip, so a decision among a thousand nodes takes milliseconds.
 :mod:`.placement` then creates the container on the first candidate that
-accepts it.
+accepts it, and :mod:`.reschedule` creates again, through the same placer,
+the containers of a failed node that ask for it.
 
 Soft rules (``==~``) are preferences: the filters run once with them and, if
 no node is left, once more without them.

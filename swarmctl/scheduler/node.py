@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from ..cluster.engine import image_matches
 from ..cluster.resources import movable, networks_of
 from .request import ContainerRequest, requested_ports
 
@@ -184,8 +185,6 @@ class Node:
             return False
         known = self._has_image.get(ref)
         if known is None:
-            from ..cluster.cluster import image_matches
-
             known = self._has_image[ref] = image_matches(self.engine, ref)
         return known
 

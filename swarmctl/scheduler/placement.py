@@ -41,10 +41,11 @@ its first container when that container's own rules rule its node out
 Creates that may move a network are serialised per network, so the
 second container sees where the first one went.
 
-One :class:`Placer` serves a cluster (see :func:`placer_for`), so that the
-API's creates and the rescheduler's see each other's containers in flight
-(:attr:`Placer.pending`): two ``docker run`` at once cannot both take the
-last slot, port or gigabyte of a node, nor the same name.
+The manager keeps one :class:`Placer` for its cluster and gives the same one
+to the rescheduler, so that the API's creates and the rescheduler's see each
+other's containers in flight (:attr:`Placer.pending`): two ``docker run`` at
+once cannot both take the last slot, port or gigabyte of a node, nor the
+same name.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -62,7 +62,7 @@ from urllib.parse import quote
 import aiohttp
 
 from .. import jsontext
-from ..cluster.engine import EngineError
+from ..cluster.engine import EngineError, image_matches
 from ..cluster.resources import LookupError_, find_network, move_network
 from ..cluster.transfer import copy_image
 from ..errors import in_words
@@ -116,19 +116,12 @@ class Placer:
     """Creates containers on a cluster's nodes, keeping track of the creates in flight."""
 
     def __init__(self, cluster: Cluster) -> None:
-        self._cluster = weakref.ref(cluster)  # weak: the registry below must not keep clusters alive
+        self.cluster = cluster
         #: Engine address -> requests being created there (counted by the scheduler as if created).
         self.pending: dict[str, list[ContainerRequest]] = {}
         self._names: set[str] = set()
         #: One create at a time may move a given network (see the module's docstring).
         self._moves: dict[str, asyncio.Lock] = {}
-
-    @property
-    def cluster(self) -> Cluster:
-        cluster = self._cluster()
-        if cluster is None:
-            raise ReferenceError("the cluster is gone")
-        return cluster
 
     def name_taken(self, name: str, exclude: Iterable[str] = ()) -> bool:
         """A name in use on a node of the cluster, or being given right now.
@@ -361,17 +354,4 @@ def _suspects_last(engines: Iterable[Engine]) -> list[Engine]:
 
 
 def _has_image(engine: Engine, image: str) -> bool:
-    from ..cluster.cluster import image_matches
-
     return bool(image) and image_matches(engine, image)
-
-
-_PLACERS: weakref.WeakKeyDictionary[Cluster, Placer] = weakref.WeakKeyDictionary()
-
-
-def placer_for(cluster: Cluster) -> Placer:
-    """The cluster's one placer (made on first use): every create on a cluster goes through it."""
-    placer = _PLACERS.get(cluster)
-    if placer is None:
-        placer = _PLACERS[cluster] = Placer(cluster)
-    return placer

@@ -14,8 +14,12 @@ ambiguous, so when a node turns Healthy, of every such pair the older copy
 (the original that was replaced) is removed, as Swarm did.
 
 Only the primary manager reschedules (replicas follow the same engines and
-would otherwise create every container twice), and only once it knows the
-manager's settings, given by :meth:`Rescheduler.attach`.
+would otherwise create every container twice). What the rescheduler needs of
+the manager (its strategy and filters, its placer, whether it is the
+primary) comes as a :class:`ReschedulePolicy`: the wiring above both
+(``manage``) makes it and subscribes the rescheduler to the cluster's
+changes of state, so that neither the cluster nor this module knows the
+API's manager.
 """
 
 from __future__ import annotations
@@ -23,23 +27,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
-from .engine import HEALTHY, UNHEALTHY
-
-if TYPE_CHECKING:
-    from ..api.context import Manager
-    from .cluster import Cluster
-    from .engine import Engine
+from ..cluster.cluster import Cluster
+from ..cluster.engine import HEALTHY, UNHEALTHY, Engine
+from . import Scheduler
+from .expressions import ExpressionError
+from .placement import Placer
+from .request import ID_LABEL, ON_NODE_FAILURE, RESCHEDULE_LABEL, ContainerRequest, label_list
 
 log = logging.getLogger("swarmctl.reschedule")
 
 
-def _policies(labels: dict[str, str]) -> list[str]:
-    from ..scheduler.request import RESCHEDULE_LABEL, label_list
+@dataclass(frozen=True)
+class ReschedulePolicy:
+    """What the rescheduler takes from the manager above it, asked afresh at every node failure."""
 
+    #: The manager's strategy and filters, as they are now.
+    scheduler: Callable[[], Scheduler]
+    #: The manager's placer: the rescheduler's creates and the API's see each other in flight.
+    placer: Placer
+    #: Whether this manager may reschedule now: it is the primary, or it is not replicated.
+    acting: Callable[[], bool]
+
+
+def _policies(labels: dict[str, str]) -> list[str]:
     with contextlib.suppress(ValueError):
         return label_list(labels, RESCHEDULE_LABEL)
     return []
@@ -50,8 +66,6 @@ def wants_rescheduling(inspect: dict[str, Any]) -> bool:
 
 
 def _asks_for_it(labels: dict[str, str]) -> bool:
-    from ..scheduler.request import ON_NODE_FAILURE
-
     return ON_NODE_FAILURE in _policies(labels)
 
 
@@ -91,21 +105,10 @@ def _created(inspect: dict[str, Any]) -> str:
 class Rescheduler:
     """Watches the cluster's engines change state; recreates and cleans up containers as they do."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, policy: ReschedulePolicy) -> None:
         self.cluster = cluster
-        self.manager: Manager | None = None
+        self.policy = policy
         self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def attach(self, manager: Manager) -> None:
-        """Reschedule with ``manager``'s strategy and filters (and only while it is the primary)."""
-        self.manager = manager
-
-    def _acting(self) -> bool:
-        manager = self.manager
-        if manager is None:
-            return False
-        role = getattr(manager, "role", None)
-        return not getattr(manager, "replicated", False) or bool(getattr(role, "primary", True))
 
     def engine_state_changed(self, engine: Engine, previous: str) -> None:
         """Called by the engine on every change of state (Pending, Healthy, Unhealthy)."""
@@ -115,7 +118,7 @@ class Rescheduler:
             work = self._remove_duplicates
         else:
             return
-        if not self._acting():
+        if not self.policy.acting():
             return
         earlier = self._tasks.get(engine.addr)
         task = asyncio.ensure_future(self._after(earlier, work(engine)))
@@ -143,15 +146,12 @@ class Rescheduler:
 
     # -- a node failed -----------------------------------------------------------------
     async def _reschedule_from(self, engine: Engine) -> None:
-        from ..scheduler import ContainerRequest, ExpressionError, Scheduler
-        from ..scheduler.placement import placer_for
-
         movers = rescheduled(engine)
-        if not movers or self.manager is None:
+        if not movers:
             return
         log.info("node %s (%s) failed: rescheduling %d container(s)", engine.name, engine.addr, len(movers))
-        scheduler = Scheduler(self.manager.strategy, self.manager.filters)
-        placer = placer_for(self.cluster)
+        scheduler = self.policy.scheduler()
+        placer = self.policy.placer
         for cid, inspect in movers:
             if engine.healthy:
                 log.info("node %s is back: its containers stay", engine.name)
@@ -186,8 +186,6 @@ class Rescheduler:
 
     def _copy_of(self, swarm_id: str, failed: Engine) -> Engine | None:
         """A healthy node that already holds a container with this Swarm ID."""
-        from ..scheduler.request import ID_LABEL
-
         for other in self.cluster.healthy():
             if other is not failed and any(
                 (line.get("Labels") or {}).get(ID_LABEL) == swarm_id for line in other.containers.values()
@@ -209,8 +207,6 @@ class Rescheduler:
     # -- a node is (back) in service -------------------------------------------------------
     async def _remove_duplicates(self, engine: Engine) -> None:
         """Of two copies of one rescheduled container, remove the older (the one replaced)."""
-        from ..scheduler.request import ID_LABEL
-
         here = {
             str(inspect["Config"]["Labels"][ID_LABEL]): (cid, inspect)
             for cid, inspect in rescheduled(engine)
