@@ -231,6 +231,36 @@ def wait_until_equal(get: Callable[[], list[str]], wanted: list[str], timeout: f
     return True
 
 
+def listed_volumes(addr: str, filters: str) -> list[str]:
+    status, raw = send(addr, "GET", "/v1.41/volumes?filters=" + quote(filters))
+    assert status == 200, raw
+    return sorted(v["Name"] for v in json.loads(raw)["Volumes"] or [])
+
+
+def test_dangling_volumes_as_the_engine_reads_the_filter(node: dk.DockerNode, manager: Manager) -> None:
+    """dockerd 20.10 reads a volume's ``dangling`` as true when ``true``/``1`` is among the values, or none is."""
+    node.docker("volume", "create", "d-free")
+    node.docker("volume", "create", "d-used")
+    node.docker("create", "--name", "d-user", "-v", "d-used:/x", dk.IMAGE, "true")
+    try:
+        manager.wait_nodes({"vnode1": "Healthy"})
+        for filters in (
+            '{"dangling":["true","false"]}',
+            '{"dangling":[]}',
+            '{"dangling":null}',
+            '{"dangling":["false","x"]}',
+            '{"dangling":["x","1"]}',
+            '{"dangling":["0"]}',
+            '{"dangling":{"true":true,"false":true}}',
+        ):
+            wanted = listed_volumes(node.addr, filters)
+            assert "d-free" in wanted or "d-used" in wanted, filters  # the case means something on the engine
+            assert wait_until_equal(lambda f=filters: listed_volumes(manager.addr, f), wanted), filters
+    finally:
+        node.docker("rm", "-f", "d-user")
+        node.docker("volume", "rm", "d-free", "d-used")
+
+
 def raw_exchange(addr: str, request: bytes) -> bytes:
     """``request`` written as it is on a new connection; what comes back until the server closes or pauses."""
     host, port = addr.split(":")

@@ -28,23 +28,41 @@ from ..cluster.resources import LookupError_, Volume, find_volume, split_node, v
 from ..scheduler import ExpressionError, NoNodeError
 from .bodies import VOLUME_CREATE
 from .context import Manager, manager_of
-from .filters import accept_only, boolean, label_matches, matches_all, parse_filters
+from .filters import accept_only, label_matches, matches_all, parse_filters, refusal
 from .headers import answer
 from .placing import placement
 from .proxy import error, failure, forward, json_body, version_prefix
 
 
-def _keep(volume: Volume, filters: dict[str, list[str]]) -> bool:
+def _keep(volume: Volume, filters: dict[str, list[str]], dangling: bool | None) -> bool:
     """The engine's volume filters on the cached volumes (``name`` searched, as there)."""
     data = volume.data
+    if dangling is not None and (not _used(volume)) != dangling:
+        return False
     checks: dict[str, Callable[[str], bool]] = {
         "name": lambda v: bool(re.search(v, volume.name)),
         "driver": lambda v: data.get("Driver") == v,
         "label": lambda v: label_matches(data.get("Labels") or {}, v),
-        "dangling": lambda v: (not _used(volume)) == (v in ("true", "1")),
         "node": lambda v: v in volume.nodes,
     }
-    return matches_all(filters, checks)
+    return matches_all({k: v for k, v in filters.items() if k != "dangling"}, checks)
+
+
+def _dangling(filters: dict[str, list[str]]) -> bool | None:
+    """dockerd 20.10's ``dangling`` for volumes: None if not asked; else true unless only ``false``/``0`` are given.
+
+    Unlike ``GetBoolOrDefault`` (networks), it tests for ``true``/``1``
+    first, so ``["true", "false"]`` and a key without values mean dangling
+    volumes; no boolean among the values is 400.
+    """
+    if "dangling" not in filters:
+        return None
+    values = set(filters["dangling"])
+    if not values or values & {"true", "1"}:
+        return True
+    if values & {"false", "0"}:
+        return False
+    raise refusal(400, f"Invalid filter 'dangling=[{' '.join(filters['dangling'])}]'")
 
 
 #: What dockerd's volume listing filters on, and the node of the cluster.
@@ -61,7 +79,7 @@ async def volumes_json(request: web.Request) -> web.StreamResponse:
     manager = manager_of(request)
     filters = parse_filters(request.query.get("filters"), status=400, context="error reading volume filters: ")
     accept_only(filters, VOLUME_FILTERS)
-    boolean(filters, "dangling")
+    dangling = _dangling(filters)
 
     def listing(keep: Callable[[Volume], bool]) -> bytes:
         volumes = [v.data for v in volumes_of(manager.cluster.healthy()) if keep(v)]
@@ -70,7 +88,7 @@ async def volumes_json(request: web.Request) -> web.StreamResponse:
     if not filters:
         body = manager.cached("volumes", lambda: listing(lambda v: True))
     else:
-        body = listing(lambda v: _keep(v, filters))
+        body = listing(lambda v: _keep(v, filters, dangling))
     return answer(manager, body)
 
 
