@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
+from . import __version__, logformat
 from .errors import SwarmctlError
 
 if TYPE_CHECKING:  # the commands import what they need when they run: `list` stays fast
@@ -49,15 +49,14 @@ class LogLevel(StrEnum):
     fatal = "fatal"
 
 
-def _setup_logging(level: LogLevel) -> None:
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _setup_logging(level: LogLevel, style: LogFormat = LogFormat.text) -> None:
     names = {"fatal": "CRITICAL"}
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(names.get(level.value, level.value.upper()))
+    logformat.setup(names.get(level.value, level.value.upper()), style.value)
 
 
 def _version(value: bool) -> None:
@@ -69,11 +68,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     log_level: Annotated[LogLevel, typer.Option("--log-level", "-l", help="Log level.")] = LogLevel.info,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="Log lines as text, or one JSON object per line.")
+    ] = LogFormat.text,
     version: Annotated[
         bool, typer.Option("--version", "-v", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
 
 
 def fails_cleanly(command: F) -> F:
@@ -319,6 +321,15 @@ def manage(
         str, typer.Option(metavar="FILE", show_default=False, help="Our certificate [~/.docker/cert.pem].")
     ] = "",
     tlskey: Annotated[str, typer.Option(metavar="FILE", show_default=False, help="Our key [~/.docker/key.pem].")] = "",
+    metrics_addr: Annotated[
+        str,
+        typer.Option(
+            "--metrics-addr",
+            metavar="tcp://IP:PORT",
+            show_default=False,
+            help="Serve Prometheus metrics at /metrics on this address (with the same TLS as -H).",
+        ),
+    ] = "",
 ) -> None:
     """Serve the Docker Engine API for the whole cluster: docker -H tcp://IP:PORT info/run/ps/logs work."""
     from .cluster.engine import EngineOptions
@@ -356,6 +367,7 @@ def manage(
         filters=list(dict.fromkeys(f.value for f in filter_)),
         server_ssl=server_context(files) if files else None,
         replication=_replication(source, replication, advertise, replication_ttl),
+        metrics=parse_listen(metrics_addr) if metrics_addr else None,
     )
     try:
         serve(settings, source)

@@ -15,9 +15,11 @@ from aiohttp import web
 
 from .api.app import make_app
 from .api.context import Manager
+from .api.metrics import metrics_app
 from .api.server import runner as server_runner
 from .cluster.cluster import Cluster
 from .cluster.engine import EngineOptions
+from .counters import Counts
 from .discovery.base import Discovery
 from .errors import SwarmctlError
 from .heap import keep_collections_short
@@ -27,6 +29,9 @@ from .scheduler.reschedule import ReschedulePolicy, Rescheduler
 
 log = logging.getLogger("swarmctl.manage")
 
+DISCOVERY_UPDATES = Counts("swarmctl_discovery_updates_total", "Node lists discovery handed to the manager.")
+LEADER_CHANGES = Counts("swarmctl_replication_leader_changes_total", "Times the primary this manager knows changed.")
+
 
 def _follow_discovery(
     discovery: Discovery, cluster: Cluster, loop: asyncio.AbstractEventLoop, stop: threading.Event
@@ -34,6 +39,7 @@ def _follow_discovery(
     """Runs in a thread: discovery sources are blocking iterators."""
     for nodes in discovery.watch(stop):
         log.info("discovery: %d node(s)", len(nodes))
+        loop.call_soon_threadsafe(DISCOVERY_UPDATES.add)
         loop.call_soon_threadsafe(cluster.set_addresses, nodes)
 
 
@@ -49,11 +55,15 @@ class ManagerSettings:
     server_ssl: ssl.SSLContext | None = None
     #: With ``--replication``: the election's store, this manager's address, the TTL.
     replication: ReplicationSettings | None = None
+    #: ``--metrics-addr``: where ``/metrics`` is served (under ``server_ssl`` too); None for nowhere.
+    metrics: ListenAddress | None = None
 
 
 def _set_role(manager: Manager, role: Role) -> None:
     was = manager.role
     manager.role = role
+    if role.leader != was.leader:
+        LEADER_CHANGES.add()
     if role.primary and not was.primary:
         log.info("this manager is now the primary")
     elif not role.primary and role.leader and role.leader != was.leader:
@@ -105,19 +115,16 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
         election = Election(settings.replication, on_change)
     runner = server_runner(make_app(manager))
     await runner.setup()
+    metrics: web.AppRunner | None = None
     try:
         for listen in settings.listens:
-            try:
-                if listen.scheme == "unix":
-                    site: web.BaseSite = web.UnixSite(runner, listen.path, ssl_context=settings.server_ssl)
-                else:
-                    site = web.TCPSite(
-                        runner, listen.host, listen.port, reuse_address=True, ssl_context=settings.server_ssl
-                    )
-                await site.start()
-            except OSError as exc:
-                raise SwarmctlError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+            await _listen(runner, listen, settings.server_ssl)
             log.info("listening on %s", listen)
+        if settings.metrics is not None:
+            metrics = web.AppRunner(metrics_app(manager), access_log=None)
+            await metrics.setup()
+            await _listen(metrics, settings.metrics, settings.server_ssl)
+            log.info("metrics on %s/metrics", settings.metrics)
         stopping = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
@@ -141,4 +148,18 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
             await loop.run_in_executor(None, election.close)
         with contextlib.suppress(Exception):
             await cluster.close()
+        if metrics is not None:
+            await metrics.cleanup()
         await runner.cleanup()
+
+
+async def _listen(runner: web.BaseRunner, listen: ListenAddress, server_ssl: ssl.SSLContext | None) -> None:
+    """Serve ``runner`` on ``listen``; :class:`SwarmctlError` saying why if the address cannot be had."""
+    try:
+        if listen.scheme == "unix":
+            site: web.BaseSite = web.UnixSite(runner, listen.path, ssl_context=server_ssl)
+        else:
+            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=server_ssl)
+        await site.start()
+    except OSError as exc:
+        raise SwarmctlError(f"cannot listen on {listen}: {exc.strerror or exc}") from None

@@ -29,7 +29,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # What the cluster stands on: transport to engines and peers, the node list, the election.
     ("swarmctl.net", "swarmctl.discovery", "swarmctl.replication"),
     # The ground every layer may use.
-    ("swarmctl", "swarmctl.errors", "swarmctl.durations", "swarmctl.heap", "swarmctl.jsontext"),
+    (
+        "swarmctl",
+        "swarmctl.errors",
+        "swarmctl.durations",
+        "swarmctl.heap",
+        "swarmctl.jsontext",
+        "swarmctl.counters",
+        "swarmctl.logformat",
+    ),
 )
 
 

@@ -28,10 +28,12 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 import aiohttp
 from aiohttp import web
 
+from ..counters import Timings
 from ..net.peer import PrimaryPeer
 from ..replication import Role
 from . import (
@@ -63,6 +65,12 @@ CONTAINER_ACTIONS = (
 log = logging.getLogger("swarmctl.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUESTS = Timings(
+    "swarmctl_http_request_duration_seconds",
+    "Time to answer a Docker API request, by the handler that answers it (a stream: until it ends).",
+    ("route",),
+)
 
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/_ping", system.ping),
@@ -182,7 +190,10 @@ def _served(manager: Manager, handler: Handler) -> Handler:
       streams and hijacked connections included.
     """
 
+    timing = REQUESTS.series(f"{handler.__module__.rsplit('.', 1)[-1]}.{handler.__name__.lstrip('_')}")
+
     async def serve(request: web.Request) -> web.StreamResponse:
+        started = perf_counter()
         try:
             if manager.replicated and not manager.role.primary and not request.path.endswith("/_ping"):
                 response = await _to_primary(manager, request, handler)
@@ -201,6 +212,7 @@ def _served(manager: Manager, handler: Handler) -> Handler:
             response = error(500, f"the manager failed to answer {request.method} {request.path}; its log says why")
         if type(response) is not Answer and not response.prepared:
             stamp(manager, response.headers)
+        timing.observe(perf_counter() - started)
         return response
 
     return serve

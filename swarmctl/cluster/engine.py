@@ -63,12 +63,25 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ..counters import Counts, Timings
 from ..errors import in_words
 from ..net.streams import ByteStream, connect
 from .events import EventBus
 from .packed import Inspects
 
 log = logging.getLogger("swarmctl.cluster")
+
+REFRESHES = Timings(
+    "swarmctl_engine_refresh_seconds",
+    "Time to read an engine's state: everything (after a start or a lost event stream) or what changed.",
+    ("kind",),
+)
+REFRESH_ERRORS = Counts("swarmctl_engine_refresh_errors_total", "Refreshes an engine did not answer.", ("node",))
+EVENT_STREAMS = Counts(
+    "swarmctl_engine_event_stream_reconnects_total",
+    "Event streams of an engine that ended and were opened again.",
+    ("node",),
+)
 
 PENDING, HEALTHY, UNHEALTHY = "Pending", "Healthy", "Unhealthy"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
@@ -358,9 +371,11 @@ class Engine:
         while True:
             # Taken before the round: an event stream that ends meanwhile asks for the next one.
             everything, self._resync = self._resync, False
+            began = time.perf_counter()
             try:
                 started, unknown = await self._read(everything=everything)
             except (TimeoutError, aiohttp.ClientError, OSError, EngineError, ValueError) as exc:
+                REFRESH_ERRORS.add(self.name)
                 if events is not None:
                     events.cancel()
                     events = None
@@ -371,9 +386,12 @@ class Engine:
                 await self._sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, self.options.refresh_max)
                 continue
+            REFRESHES.observe(time.perf_counter() - began, "full" if everything else "changes")
             backoff = 1.0
             previous = self._answered()
             if events is None or events.done():
+                if events is not None:
+                    EVENT_STREAMS.add(self.name)  # a stream that ended, followed again
                 events = asyncio.ensure_future(self._follow_events())
             # Listed (and Healthy) at once; the details of new containers follow, and only then is the
             # rescheduler told, so that it sees this node's containers whole.

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ..counters import Counts
 from .errors import NoNodeError, NoResourcesError
 from .expressions import ExpressionError
 from .filters import DEFAULT_FILTERS, FILTERS, FilterFn, lacks
@@ -50,6 +51,13 @@ __all__ = [
 ]
 
 
+DECISIONS = Counts(
+    "swarmctl_scheduler_decisions_total",
+    "Placement decisions: placed, or refused for the filter (or the resource) no node passed.",
+    ("outcome", "reason"),
+)
+
+
 class Scheduler:
     """A strategy and filters, applied to a container request and the cluster's nodes."""
 
@@ -67,8 +75,17 @@ class Scheduler:
 
     def select(self, request: ContainerRequest, nodes: list[Node]) -> list[Node]:
         """Every node that may take the container, best first; :class:`NoNodeError` saying why if none."""
+        try:
+            chosen = self._select_all(request, nodes)
+        except NoNodeError as exc:
+            DECISIONS.add("refused", exc.reason)
+            raise
+        DECISIONS.add("placed", "")
+        return chosen
+
+    def _select_all(self, request: ContainerRequest, nodes: list[Node]) -> list[Node]:
         if not nodes:
-            raise NoNodeError("No healthy node available in the cluster")
+            raise NoNodeError("No healthy node available in the cluster", reason="health")
         request = _known_networks_only(request, nodes)
         try:
             return self._select(request, nodes, soft=True)
@@ -86,7 +103,7 @@ class Scheduler:
                 kept = keep(request, nodes, soft)
             except NoNodeError as exc:
                 reasons = _explain(keep, request, ruled_out, soft)
-                raise type(exc)(f"{exc} {reasons}" if reasons else str(exc)) from None
+                raise type(exc)(f"{exc} {reasons}" if reasons else str(exc), reason=name) from None
             if len(kept) != len(nodes):
                 still = {id(n) for n in kept}
                 ruled_out += [(n, name, kept) for n in nodes if id(n) not in still]

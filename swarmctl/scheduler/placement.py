@@ -65,6 +65,7 @@ from .. import jsontext
 from ..cluster.engine import EngineError, image_matches
 from ..cluster.resources import LookupError_, find_network, move_network
 from ..cluster.transfer import copy_image
+from ..counters import Counts
 from ..errors import in_words
 from . import NoNodeError, Scheduler, nodes_of
 from .request import ContainerRequest
@@ -77,6 +78,7 @@ log = logging.getLogger("swarmctl.scheduler")
 
 #: Nodes tried for one create before giving up (Swarm tried one, and one more with image affinity).
 CREATE_TRIES = 3
+CREATE_RETRIES = Counts("swarmctl_create_retries_total", "Creates tried again on the next candidate node.")
 
 
 def _message(text: str) -> bytes:
@@ -199,10 +201,12 @@ class Placer:
         image_missing: Outcome | None = None
         copied = False
         queue = list(candidates)
-        for _ in range(CREATE_TRIES):
+        for attempt in range(CREATE_TRIES):
             if not queue:
                 break
             engine = queue.pop(0)
+            if attempt:
+                CREATE_RETRIES.add()
             outcome = await self._bring_networks(engine, request)
             if outcome is None:
                 outcome = await self._create_on(engine, request, url)

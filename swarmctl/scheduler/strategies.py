@@ -57,15 +57,21 @@ def fitting(request: ContainerRequest, nodes: list[Node]) -> list[Node]:
     kept = [n for n in nodes if _cpu_fits(n, request) and _memory_fits(n, request)]
     if kept or not nodes:
         return kept
-    raise NoResourcesError(_refusal(request, nodes))
+    cpu_short, memory_short = _short(request, nodes)
+    short = "cpu" if cpu_short and not memory_short else "memory" if memory_short and not cpu_short else "cpu+memory"
+    raise NoResourcesError(_refusal(request, nodes), reason=short)
+
+
+def _short(request: ContainerRequest, nodes: list[Node]) -> tuple[bool, bool]:
+    """Whether no node has the CPUs, and whether no node has the memory, the container reserves."""
+    return not any(_cpu_fits(n, request) for n in nodes), not any(_memory_fits(n, request) for n in nodes)
 
 
 def _refusal(request: ContainerRequest, nodes: list[Node]) -> str:
     """Say which resource is short, how much the container wants and the most any node has free."""
     free_cpu = max(nodes, key=lambda n: (n.total_cpus - n.used_cpus, n.name))
     free_memory = max(nodes, key=lambda n: (n.total_memory - n.used_memory, n.name))
-    cpu_short = not any(_cpu_fits(n, request) for n in nodes)
-    memory_short = not any(_memory_fits(n, request) for n in nodes)
+    cpu_short, memory_short = _short(request, nodes)
     cpu_text = f"{_cpus(max(free_cpu.total_cpus - free_cpu.used_cpus, 0))} free on {free_cpu.name}"
     memory_text = f"{size(max(free_memory.total_memory - free_memory.used_memory, 0))} free on {free_memory.name}"
     if memory_short and not cpu_short:
