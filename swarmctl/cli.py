@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
 from .errors import SwarmctlError
 
 if TYPE_CHECKING:  # the commands import what they need when they run: `list` stays fast
@@ -63,6 +62,8 @@ def _setup_logging(level: LogLevel) -> None:
 
 def _version(value: bool) -> None:
     if value:
+        from . import __version__
+
         typer.echo(f"swarmctl version {__version__}")
         raise typer.Exit()
 
