@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from .cli_coercion import PlainGroup
 from .errors import SwarmctlError
 
 if TYPE_CHECKING:  # the commands import what they need when they run: `list` stays fast
@@ -36,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=PlainGroup,  # no pydantic: see cli_coercion
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
