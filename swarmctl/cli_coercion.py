@@ -150,7 +150,8 @@ def install_plain_conversion(command: Any) -> int:
         return 0
     installed = sum(_install(param) for param in getattr(command, "params", []))
     make_help = getattr(command, "get_help_option", None)
-    if make_help is not None:
+    if make_help is not None and not getattr(command, "_plain_help", False):
+        command._plain_help = True
 
         def get_help_option(ctx: Any) -> Any:
             option = make_help(ctx)
@@ -170,3 +171,9 @@ class PlainGroup(typer.core.TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         install_plain_conversion(self)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # typer appends --install-completion and --show-completion after making the group
+        for param in self.params:
+            _install(param)
+        return super().parse_args(ctx, args)
