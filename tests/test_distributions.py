@@ -206,6 +206,9 @@ def test_kvstore_alone_imports_nothing_of_swarmctl(kvstore_venv: Venv, tmp_path:
     names, where = loaded.splitlines()
     assert names == "[]"
     assert str(kvstore_venv.root) in where, "kvstore came from the checkout, not the wheel"
+    # the operator's command comes with kvstore alone
+    listing = run(kvstore_venv.python, "-m", "kvstore", f"sqlite://{tmp_path}/kv.db", "ls", "a", cwd=tmp_path)
+    assert listing.stdout == "a/b\tv\n"
 
 
 def test_a_users_mypy_sees_kvstores_types(kvstore_venv: Venv, tmp_path: Path) -> None:
