@@ -1,8 +1,13 @@
-"""The ``swarmctl`` command line: join, list, create, token-server.
+"""The ``swarmctl`` command line: join, list, create, manage, token-server, certs; shell completion.
 
 Every command turns bad input, an unreachable store or a missing TLS file
 into one line on stderr and exit status 1; usage errors (a missing argument,
 an unknown flag) exit 2, as click reports them.
+
+Start-up is part of the interface (``list`` is run from scripts, often): this
+module imports typer and nothing else heavy; each command imports what it
+uses when it runs, and :class:`~.cli_coercion.PlainGroup` keeps typer from
+loading pydantic to convert the arguments.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ log = logging.getLogger("swarmctl")
 
 app = typer.Typer(
     name="swarmctl",
-    help="Docker Swarm's discovery and cluster manager: join, list, create, manage, token-server.",
+    help="Docker Swarm's discovery and cluster manager: join, list, create, manage, token-server, certs.",
     add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
