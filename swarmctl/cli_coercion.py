@@ -20,6 +20,7 @@ them makes ``tests/test_cli_startup.py`` fail, not the command.
 from __future__ import annotations
 
 import enum
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
@@ -134,10 +135,15 @@ def _install(param: Any) -> bool:
     convert = plain_converter(descriptor.annotation, descriptor.parameter_info)
     if convert is None:
         return False
-    param._runtime_param = PlainRuntimeParam(
+    # typer's own slot for the converter it would build on first use: the one hook there is (see above)
+    vars(param)["_runtime_param"] = PlainRuntimeParam(
         parameter_info=descriptor.parameter_info, annotation=descriptor.annotation, convert=convert
     )
     return True
+
+
+#: Commands whose ``get_help_option`` already converts the option it makes.
+_HELP_WRAPPED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def install_plain_conversion(command: Any) -> int:
@@ -150,8 +156,8 @@ def install_plain_conversion(command: Any) -> int:
         return 0
     installed = sum(_install(param) for param in getattr(command, "params", []))
     make_help = getattr(command, "get_help_option", None)
-    if make_help is not None and not getattr(command, "_plain_help", False):
-        command._plain_help = True
+    if make_help is not None and command not in _HELP_WRAPPED:
+        _HELP_WRAPPED.add(command)
 
         def get_help_option(ctx: Any) -> Any:
             option = make_help(ctx)
