@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from . import url as _url
+from ._version import __version__
 from .errors import (
     BackendNotSupportedError,
     CallNotSupportedError,
@@ -32,8 +33,6 @@ from .errors import (
 )
 from .registry import backend_names, register_backend
 from .store import ClientTLS, Config, KVPair, Lock, Store, Watch
-
-__version__ = "0.1.0"
 
 
 def new_store(backend: str, addrs: Sequence[str], config: Config | None = None) -> Store:
@@ -63,6 +62,7 @@ def from_url(url: str, config: Config | None = None) -> Store:
 
 
 __all__ = [
+    "__version__",
     "new_store",
     "from_url",
     "register_backend",

@@ -1,8 +1,13 @@
-"""The ``swarmctl`` command line: join, list, create, token-server.
+"""The ``swarmctl`` command line: join, list, create, manage, token-server, certs; shell completion.
 
 Every command turns bad input, an unreachable store or a missing TLS file
 into one line on stderr and exit status 1; usage errors (a missing argument,
 an unknown flag) exit 2, as click reports them.
+
+Start-up is part of the interface (``list`` is run from scripts, often): this
+module imports typer and nothing else heavy; each command imports what it
+uses when it runs, and :class:`~.cli_coercion.PlainGroup` keeps typer from
+loading pydantic to convert the arguments.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, logformat
+from . import logformat
+from .cli_coercion import PlainGroup
 from .errors import SwarmctlError
 
 if TYPE_CHECKING:  # the commands import what they need when they run: `list` stays fast
@@ -31,11 +37,12 @@ log = logging.getLogger("swarmctl")
 
 app = typer.Typer(
     name="swarmctl",
-    help="Docker Swarm's discovery and cluster manager: join, list, create, manage, token-server.",
-    add_completion=False,
+    help="Docker Swarm's discovery and cluster manager: join, list, create, manage, token-server, certs.",
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=PlainGroup,  # no pydantic: see cli_coercion
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +68,8 @@ def _setup_logging(level: LogLevel, style: LogFormat = LogFormat.text) -> None:
 
 def _version(value: bool) -> None:
     if value:
+        from . import __version__
+
         typer.echo(f"swarmctl version {__version__}")
         raise typer.Exit()
 
@@ -78,6 +87,19 @@ def _main(
     _setup_logging(log_level, log_format)
 
 
+#: Command groups whose commands' functions are named ``<group>_<command>`` (``certs_ca`` is ``certs ca``).
+GROUPS = ("certs",)
+
+
+def command_label(function_name: str) -> str:
+    """How an error names the command: ``list_`` is ``list``, ``token_server`` ``token-server``, ``certs_ca`` ..."""
+    name = function_name.rstrip("_")
+    for group in GROUPS:
+        if name.startswith(group + "_"):
+            return f"{group} {command_label(name[len(group) + 1 :])}"
+    return name.replace("_", "-")
+
+
 def fails_cleanly(command: F) -> F:
     """Report ``SwarmctlError`` (and kvstore errors) as one line and exit 1."""
 
@@ -88,7 +110,7 @@ def fails_cleanly(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (SwarmctlError, kvstore.KVStoreError) as exc:
-            typer.echo(f"swarmctl {command.__name__.rstrip('_').replace('_', '-')}: {exc}", err=True)
+            typer.echo(f"swarmctl {command_label(command.__name__)}: {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -445,6 +467,107 @@ def token_server(
     with kvstore.from_url(url) as kv:
         log.info("keeping clusters in %s", url)
         serve(listen.host, listen.port, kv, stop, (tlscert, tlskey) if tlscert else None)
+
+
+certs_app = typer.Typer(
+    name="certs",
+    help="Make a CA, then server certificates (stores, engines, managers) and client certificates, "
+    "each in DIR/NAME/{ca,cert,key}.pem.",
+    no_args_is_help=True,
+)
+app.add_typer(certs_app)
+
+
+class KeyType(StrEnum):
+    """``certs --key-type``: ECDSA P-256 (ec) or RSA 3072 (rsa)."""
+
+    ec = "ec"
+    rsa = "rsa"
+
+
+CertsDir = Annotated[
+    str,
+    typer.Option(
+        "--dir",
+        "-d",
+        metavar="DIR",
+        help="The CA's directory (DIR/ca.pem, DIR/ca-key.pem); certificates go to DIR/NAME.",
+    ),
+]
+CertName = Annotated[
+    str, typer.Argument(metavar="NAME", show_default=False, help="The certificate's name and directory (DIR/NAME).")
+]
+CertDays = Annotated[int, typer.Option(metavar="DAYS", help="Valid for this many days.")]
+CertKey = Annotated[KeyType, typer.Option("--key-type", help="Key: ECDSA P-256 (ec) or RSA 3072 bits (rsa).")]
+CertForce = Annotated[bool, typer.Option("--force", help="Replace files that exist (refused otherwise).")]
+
+
+def _issued(what: str, files: Any) -> None:
+    typer.echo(f"{what}: {files.cert}, key {files.key}, CA {files.ca}")
+
+
+@certs_app.command("ca")
+@fails_cleanly
+def certs_ca(
+    directory: CertsDir = "certs",
+    name: Annotated[str, typer.Option(metavar="CN", help="The CA's common name.")] = "swarmctl-ca",
+    days: CertDays = 3650,
+    key_type: CertKey = KeyType.ec,
+    force: CertForce = False,
+) -> None:
+    """Make the cluster's certificate authority: DIR/ca.pem and DIR/ca-key.pem (keep the key private)."""
+    from pathlib import Path
+
+    from .certs import make_ca
+
+    made = make_ca(Path(directory), name=name, days=days, key_type=key_type.value, force=force)
+    typer.echo(f"CA: {made.cert}, key {made.key} (readable by you only; keep it off the cluster's machines)")
+
+
+@certs_app.command("server")
+@fails_cleanly
+def certs_server(
+    name: CertName,
+    host: Annotated[
+        list[str],
+        typer.Option(
+            "--host",
+            "-H",
+            metavar="IP|DNS",
+            show_default=False,
+            help="An IP address or DNS name clients reach this server by; repeatable or comma-separated.",
+        ),
+    ],
+    directory: CertsDir = "certs",
+    days: CertDays = 825,
+    key_type: CertKey = KeyType.ec,
+    force: CertForce = False,
+) -> None:
+    """A server certificate (store, engine or manager; it may act as a client too) in DIR/NAME."""
+    from pathlib import Path
+
+    from .certs import issue
+
+    made = issue(Path(directory), name, hosts=host, server=True, days=days, key_type=key_type.value, force=force)
+    _issued("server certificate", made)
+
+
+@certs_app.command("client")
+@fails_cleanly
+def certs_client(
+    name: CertName,
+    directory: CertsDir = "certs",
+    days: CertDays = 825,
+    key_type: CertKey = KeyType.ec,
+    force: CertForce = False,
+) -> None:
+    """A client certificate (swarmctl join/list to the store, the docker CLI to a manager) in DIR/NAME."""
+    from pathlib import Path
+
+    from .certs import issue
+
+    made = issue(Path(directory), name, server=False, days=days, key_type=key_type.value, force=force)
+    _issued("client certificate", made)
 
 
 def main() -> None:

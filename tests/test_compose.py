@@ -23,10 +23,31 @@ from swarmctl.discovery.entry import split_address
 from swarmctl.durations import parse_duration
 from swarmctl.join import check_timing
 from swarmctl.listen import parse_listen
+from tests.support.swarm import run_swarmctl
 
 COMPOSE = Path(__file__).resolve().parent.parent / "compose"
 FILES = sorted(COMPOSE.glob("*.yml"))
-CERTS = set(re.findall(r"^issue (\S+)", (COMPOSE / "make-certs.sh").read_text(), re.M))
+#: The certificate commands a compose file's header gives (``#   swarmctl certs ...``), run by the TLS test.
+CERT_COMMAND = re.compile(r"^#\s+swarmctl (certs .*)$", re.M)
+CERT_FILES = ("/certs/ca.pem", "/certs/cert.pem", "/certs/key.pem")
+
+
+def cert_commands(path: Path) -> list[list[str]]:
+    return [line.split() for line in CERT_COMMAND.findall(path.read_text())]
+
+
+def made_certificates(path: Path) -> set[str]:
+    """The certificate directories a file's header makes (``swarmctl certs server|client NAME``)."""
+    return {argv[2] for argv in cert_commands(path) if argv[1] in ("server", "client")}
+
+
+def mounted_certificates(service: dict[str, Any]) -> str | None:
+    """The certificate directory a service mounts read-only at /certs (``./certs/NAME:/certs:ro``)."""
+    for volume in service.get("volumes", []):
+        match = re.fullmatch(r"\./certs/([^/:]+):/certs:ro", volume)
+        if match:
+            return match[1]
+    return None
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -73,8 +94,8 @@ def test_compose_file(path: Path) -> None:
         for host in hosts_in(params["discovery"]):
             assert host in services, f"{name}: discovery names {host}, not a service"
         for cert in certificates(options, params):
-            assert cert.startswith("/certs/") and "./certs:/certs:ro" in service.get("volumes", []), (name, cert)
-            assert Path(cert).stem.removesuffix("-key") in CERTS | {"ca"}, (name, cert)
+            assert cert in CERT_FILES, (name, cert)
+            assert mounted_certificates(service) in made_certificates(path), (name, service.get("volumes"))
         if sub == "join":
             joins += 1
             node, _ = split_address(params["advertise"])
@@ -104,3 +125,39 @@ def test_malformed_commands_are_caught() -> None:
         with pytest.raises(Exception) as info:  # click's UsageError (typer carries its own click)
             parse(argv)
         assert getattr(info.value, "exit_code", None) == 2, info.value
+
+
+def test_tls_file_certificates_cover_every_name_they_are_reached_by(tmp_path: Path) -> None:
+    """Run the TLS example's own ``swarmctl certs`` lines: every server's certificate names the host its
+    clients dial (etcd members in the discovery URL, nodes as joined, managers as advertised), every file a
+    service is given exists in the directory it mounts, and every mounted directory is made."""
+    from cryptography import x509
+
+    path = COMPOSE / "etcd-tls.yml"
+    commands = cert_commands(path)
+    assert commands and commands[0][:2] == ["certs", "ca"], commands
+    for argv in commands:
+        argv = [str(tmp_path / "certs") if word == "compose/certs" else word for word in argv]
+        result = run_swarmctl(*argv)
+        assert result.returncode == 0, (argv, result.stderr)
+    services = load(path)
+    reached: dict[str, set[str]] = {}
+    for name, service in services.items():
+        mount = mounted_certificates(service)
+        assert mount is not None, f"{name} mounts no certificates"
+        for word in service["command"]:
+            if word.startswith("/certs/") or "=/certs/" in word:
+                assert (tmp_path / "certs" / mount / word.rsplit("/", 1)[-1]).is_file(), (name, word)
+        if service.get("image") == "swarmctl:local":
+            _, params = parse(service["command"])
+            for host in hosts_in(params["discovery"]):
+                reached.setdefault(mounted_certificates(services[host]) or "", set()).add(host)
+            target = split_address(params["advertise"])[0]
+            reached.setdefault(mounted_certificates(services[target]) or "", set()).add(target)
+    assert set(reached) == {"etcd", "node", "manager"}, reached
+    for mount, hosts in reached.items():
+        cert = x509.load_pem_x509_certificate((tmp_path / "certs" / mount / "cert.pem").read_bytes())
+        names = set(
+            cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        )
+        assert hosts <= names, (mount, hosts, names)
