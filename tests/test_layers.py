@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: A part names a module and everything below it; ``swarmctl`` itself (its ``__init__``) only itself.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("swarmctl.__main__",),
-    ("swarmctl.cli",),
+    ("swarmctl.cli", "swarmctl.cli_coercion"),
     # The commands, each wiring its parts together, and the settings only they read.
-    ("swarmctl.manage", "swarmctl.join", "swarmctl.tokenserver", "swarmctl.listen", "swarmctl.tls"),
+    ("swarmctl.manage", "swarmctl.join", "swarmctl.tokenserver", "swarmctl.listen", "swarmctl.tls", "swarmctl.certs"),
     ("swarmctl.api",),
     # Placing containers, and moving them off failed nodes (the rescheduler).
     ("swarmctl.scheduler",),
