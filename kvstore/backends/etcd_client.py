@@ -23,7 +23,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 # gRPC's C core writes its own log lines to stderr (a failed TLS handshake
@@ -38,6 +38,7 @@ from etcd3 import etcdrpc  # type: ignore[import-untyped]
 from ..addresses import parse_host_port
 from ..errors import InvalidArgumentError, KVStoreError, NotReachableError
 from ..store import ClientTLS, Config
+from .failover import Failover, Retry, Rotation
 
 T = TypeVar("T")
 
@@ -108,11 +109,6 @@ _TLS_MARKERS = ("handshake", "tsi_", "ssl", "certificate")
 #: leader (etcd's ``WithRequireLeader``): a member cut off from the cluster
 #: would otherwise keep the watch open and silently stale.
 _REQUIRE_LEADER = ("hasleader", "true")
-
-#: Each attempt of a call gets at least this long before we try another member
-#: (a healthy member answers in milliseconds; this only stops a tiny budget
-#: from being sliced into attempts too short for a loaded machine).
-MIN_ATTEMPT = 0.5
 
 
 def _code(exc: grpc.RpcError) -> Any:
@@ -254,7 +250,9 @@ class Connection:
     One member is "current"; every call goes there. When it fails with a
     network-level error the call moves to the next member and tries again,
     until the call's budget (``connection_timeout``) is spent; the next
-    member then stays current, so later calls do not pay for the dead one.
+    member then stays current, so later calls do not pay for the dead one
+    (the policy is :class:`~.failover.Failover`'s; what a gRPC error means is
+    :meth:`_classify`'s).
     """
 
     def __init__(self, addrs: Sequence[str], config: Config) -> None:
@@ -271,35 +269,23 @@ class Connection:
         self._password = config.password
         self._token: str | None = None
         self._auth_lock = threading.Lock()
-        self._lock = threading.Lock()
-        # The first address is tried first: callers list members in the order
-        # they prefer (the nearest first), as with etcdctl's --endpoints.
-        self._current = 0
+        self._rotation = Rotation(self.endpoints)
+        self._failover = Failover(
+            self._rotation,
+            catch=(grpc.RpcError, ValueError),
+            classify=self._classify,
+            closed=self._closed_error,
+            out_of_budget=self._no_answer,
+        )
         self.closed = threading.Event()
 
     # -- which member ---------------------------------------------------------------
     def current(self) -> Endpoint:
-        return self.endpoints[self._current].open()
+        return self._rotation.current().open()
 
     def fail_over(self, endpoint: Endpoint) -> None:
         """``endpoint`` failed: make the next member current (unless another thread already did)."""
-        with self._lock:
-            if self.endpoints[self._current] is endpoint:
-                self._current = (self._current + 1) % len(self.endpoints)
-
-    def _attempt_timeout(self, budget: float, remaining: float) -> float:
-        """One attempt's share of the call's budget: a hung member must leave time to try the others.
-
-        The share is the budget divided among the members (never less than
-        :data:`MIN_ATTEMPT`), so a call whose first member hangs still has
-        time for every other one: with ``join``'s budget of one heartbeat,
-        a frozen or leaderless member costs a third of it, not all of it.
-        Every RPC of one attempt (a lease grant and its put) shares the
-        share (see :func:`time_left`).
-        """
-        if len(self.endpoints) == 1:
-            return remaining
-        return min(remaining, max(MIN_ATTEMPT, budget / len(self.endpoints)))
+        self._rotation.fail_over(endpoint)
 
     # -- auth -------------------------------------------------------------------------
     def metadata(self, endpoint: Endpoint, timeout: float, *extra: tuple[str, str]) -> Any:
@@ -336,52 +322,45 @@ class Connection:
         budget names the members that were tried (with what each answered
         last) and those there was no time left for.
         """
-        total = self.timeout if budget is None else budget
-        deadline = time.monotonic() + total
-        tls_failures: set[str] = set()
-        token_refreshes = 0
-        rounds = 0
-        tried: dict[str, tuple[int, str]] = {}  # target -> (attempts, last error), in the order tried
-        while True:
-            if self.closed.is_set():
-                raise KVStoreError(f"{what}: the etcd store is closed")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NotReachableError(self._no_answer(what, total, tried))
-            endpoint = self.current()
-            timeout = self._attempt_timeout(total, remaining)
-            try:
-                return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
-            except grpc.RpcError as exc:
-                code = _code(exc)
-                details = _details(exc)
-                if code == grpc.StatusCode.UNAUTHENTICATED and self._username and token_refreshes < 2:
-                    token_refreshes += 1
-                    self.forget_token()
-                    continue
-                if not is_retryable(code, details):
-                    raise map_rpc_error(exc, what) from None
-                tried[endpoint.target] = (tried.get(endpoint.target, (0, ""))[0] + 1, details)
-                if is_tls_failure(details):
-                    tls_failures.add(endpoint.target)
-                    if len(tls_failures) == len(self.endpoints):
-                        raise NotReachableError(
-                            f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
-                            f"that signed the server, and the client certificate one it accepts?): {details}"
-                        ) from None
-            except ValueError as exc:  # gRPC: "Cannot invoke RPC on closed channel!"
-                if self.closed.is_set():
-                    raise KVStoreError(f"{what}: the etcd store is closed") from None
-                raise KVStoreError(f"{what}: {exc}") from None
-            self.fail_over(endpoint)
-            rounds += 1
-            if rounds % len(self.endpoints) == 0:
-                # Every member failed once: give them a moment (an election
-                # takes about a second) instead of spinning.
-                pause = min(0.05 * 2 ** min(rounds // len(self.endpoints), 4), 0.5)
-                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
-    def _no_answer(self, what: str, budget: float, tried: dict[str, tuple[int, str]]) -> str:
+        def attempt(endpoint: Endpoint, timeout: float) -> T:
+            endpoint.open()
+            refreshes = 0
+            while True:
+                try:
+                    return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
+                except grpc.RpcError as exc:
+                    # A refused token (expired, or the member restarted): fetch a new one, here.
+                    if refreshes < 2 and self._username and _code(exc) == grpc.StatusCode.UNAUTHENTICATED:
+                        refreshes += 1
+                        self.forget_token()
+                        continue
+                    raise
+
+        return self._failover.call(what, attempt, self.timeout if budget is None else budget)
+
+    def _closed_error(self, what: str) -> KVStoreError | None:
+        return KVStoreError(f"{what}: the etcd store is closed") if self.closed.is_set() else None
+
+    def _classify(self, exc: Exception, endpoint: Endpoint, what: str) -> Retry | KVStoreError:
+        """What a failed attempt means: another member may answer (:class:`Retry`), or the error to raise."""
+        if isinstance(exc, ValueError):  # gRPC: "Cannot invoke RPC on closed channel!"
+            if self.closed.is_set():
+                return KVStoreError(f"{what}: the etcd store is closed")
+            return KVStoreError(f"{what}: {exc}")
+        code = _code(exc)
+        details = _details(exc)
+        if not is_retryable(code, details):
+            return map_rpc_error(exc, what)
+        if is_tls_failure(details):
+            error = NotReachableError(
+                f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
+                f"that signed the server, and the client certificate one it accepts?): {details}"
+            )
+            return Retry(error, details, tls=True)
+        return Retry(NotReachableError(f"{what}: etcd is not reachable: {details}"), details)
+
+    def _no_answer(self, what: str, budget: float, tried: Mapping[str, tuple[int, str]], _last: Retry) -> KVStoreError:
         """The error of a call that ran out of budget: only what really happened, member by member."""
 
         def attempts(target: str) -> str:
@@ -390,13 +369,17 @@ class Connection:
 
         untried = [e.target for e in self.endpoints if e.target not in tried]
         if not tried:
-            return f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})"
+            return NotReachableError(
+                f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})"
+            )
         if len(self.endpoints) == 1:
-            return f"{what}: etcd at {attempts(self.endpoints[0].target)} did not answer within {budget:g} s"
+            return NotReachableError(
+                f"{what}: etcd at {attempts(self.endpoints[0].target)} did not answer within {budget:g} s"
+            )
         message = f"{what}: no etcd member answered within {budget:g} s; tried {', '.join(map(attempts, tried))}"
         if untried:
             message += f"; no time was left to try {', '.join(untried)}"
-        return message
+        return NotReachableError(message)
 
     def close(self) -> None:
         self.closed.set()
