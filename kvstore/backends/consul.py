@@ -43,7 +43,6 @@ import base64
 import builtins
 import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
@@ -71,6 +70,7 @@ from .consul_transport import (
     format_wait,
 )
 from .consul_watch import BlockingLoop, header_index
+from .tls_files import read_tls_files
 
 DEFAULT_PORT = 8500
 
@@ -82,15 +82,11 @@ _LOCK_RETRIES = 5
 
 
 def _tls_files(config: Config) -> tuple[bool | str, tuple[str, str] | None]:
-    """``verify`` and ``cert`` for requests, after checking the files exist (a clear error now, not later)."""
+    """``verify`` and ``cert`` for requests, after checking the files (a clear error now, not later)."""
     tls = config.tls
     if tls is None:
         return True, None
-    for name, path in (("CA", tls.ca_cert_file), ("certificate", tls.cert_file), ("key", tls.key_file)):
-        if path is not None and not os.path.isfile(path):
-            raise InvalidArgumentError(f"TLS {name} file not found: {path}")
-    if (tls.cert_file is None) != (tls.key_file is None):
-        raise InvalidArgumentError("TLS needs both the client certificate and its key, or neither")
+    read_tls_files("consul", tls)
     cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else None
     return tls.ca_cert_file or True, cert
 

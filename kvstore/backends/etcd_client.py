@@ -39,6 +39,7 @@ from ..addresses import parse_host_port
 from ..errors import InvalidArgumentError, KVStoreError, NotReachableError
 from ..store import ClientTLS, Config
 from .failover import Failover, Retry, Rotation
+from .tls_files import read_tls_files
 
 T = TypeVar("T")
 
@@ -154,14 +155,6 @@ def is_lease_not_found(exc: grpc.RpcError) -> bool:
     return bool(_code(exc) == grpc.StatusCode.NOT_FOUND and "lease" in _details(exc).lower())
 
 
-def _read(path: str, role: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise NotReachableError(f"etcd TLS: cannot read the {role} file {path!r}: {exc.strerror}") from None
-
-
 def channel_credentials(tls: ClientTLS) -> Any:
     """gRPC TLS credentials from kvstore's :class:`ClientTLS`, reading (and checking) the files now.
 
@@ -169,22 +162,12 @@ def channel_credentials(tls: ClientTLS) -> Any:
     file into an immediate error that names the file instead of a
     connection failure after the timeout.
     """
-    if bool(tls.cert_file) != bool(tls.key_file):
-        raise InvalidArgumentError("etcd TLS: cert_file and key_file go together (give both or neither)")
-    root = _read(tls.ca_cert_file, "CA certificate") if tls.ca_cert_file else None
-    key = _read(tls.key_file, "client key") if tls.key_file else None
-    chain = _read(tls.cert_file, "client certificate") if tls.cert_file else None
-    for data, role, path in (
-        (root, "CA certificate", tls.ca_cert_file),
-        (chain, "client certificate", tls.cert_file),
-    ):
-        if data is not None and b"-----BEGIN" not in data:
-            raise NotReachableError(f"etcd TLS: the {role} file {path!r} holds no PEM data")
-    if key is not None and b"PRIVATE KEY" not in key:
-        raise NotReachableError(f"etcd TLS: the client key file {tls.key_file!r} holds no PEM private key")
+    files = read_tls_files("etcd", tls, unreadable=NotReachableError)
     try:
-        return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
-    except Exception as exc:  # grpc validates lazily, but be safe
+        return grpc.ssl_channel_credentials(
+            root_certificates=files.ca, private_key=files.key, certificate_chain=files.cert
+        )
+    except (TypeError, ValueError) as exc:  # grpc checks little here, and lazily: be safe
         raise NotReachableError(f"etcd TLS: unusable certificate files: {exc}") from None
 
 

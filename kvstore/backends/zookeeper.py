@@ -103,6 +103,7 @@ from ..errors import (
 )
 from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
+from .tls_files import read_tls_files
 from .zookeeper_lock import ZooKeeperLock
 from .zookeeper_session import (
     RENEWED,
@@ -668,11 +669,10 @@ def _tls_arguments(config: Config, options: dict[str, str]) -> dict[str, Any]:
     tls = config.tls
     if tls is None:
         return {}
+    read_tls_files("zk", tls, key_may_be_in_cert=True)
     cert, key, ca = tls.cert_file, tls.key_file, tls.ca_cert_file
-    if key and not cert:
-        raise InvalidArgumentError("zk TLS: a key_file needs its cert_file")
     check_hostname = options.get("tls_check_hostname", "true").lower() not in ("false", "0", "no")
-    try:
+    try:  # the files are PEM; do they load, and does the key fit the certificate?
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if ca:
             context.load_verify_locations(cafile=ca)
