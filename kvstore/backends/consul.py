@@ -46,9 +46,9 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from .. import keys
 from ..addresses import parse_host_port
@@ -73,6 +73,8 @@ from .consul_watch import BlockingLoop, header_index
 from .tls_files import read_tls_files
 
 DEFAULT_PORT = 8500
+
+S = TypeVar("S")
 
 _log = logging.getLogger("kvstore.consul")
 
@@ -389,67 +391,53 @@ class ConsulStore(Store):
             self._leases.forget(lease)
 
     def _watch(self, key: str) -> Watch[KVPair]:
-        full = self._full(key)
-        index, item = self.transport.call(f"watch {full}", lambda client: client.kv.get(full))
-        if item is None:
-            raise KeyNotFoundError(f"key not found: {key}")
-        last = self._pair(item)
-        watch, stopped = self._new_watch()
-        watch.emit(last)
-        wait = self.watch_wait
+        def state(found: dict[str, Any] | None) -> KVPair | None:
+            return None if found is None else self._pair(found)
 
-        def read(client: Any, index: int, wait: float) -> tuple[int | None, dict[str, Any] | None]:
-            if index:
-                raw, found = client.kv.get(full, index=index, wait=format_wait(wait))
-            else:
-                raw, found = client.kv.get(full)
-            return header_index(raw), found
-
-        def handle(found: dict[str, Any] | None) -> bool:
-            nonlocal last
-            if found is None:
-                watch.finish()  # the key was deleted: the watch ends
-                return False
-            pair = self._pair(found)
-            if pair != last:
-                last = pair
-                watch.emit(pair)
-            return True
-
-        loop = BlockingLoop(
-            self.transport, watch, f"watch {full}", read, handle, index=header_index(index) or 0, wait=wait,
-            stopped=stopped,
-        )  # fmt: skip
-        loop.start(f"kvstore-consul-watch:{full}")
-        return watch
+        return self._follow(self._full(key), recurse=False, state=state, missing=f"key not found: {key}")
 
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
-        below = self._below(directory)
-        index, items = self.transport.call(f"watch {below}*", lambda client: client.kv.get(below, recurse=True))
-        last = self._pairs(items)
+        return self._follow(self._below(directory), recurse=True, state=self._pairs, missing="")
+
+    def _follow(self, path: str, *, recurse: bool, state: Callable[[Any], S | None], missing: str) -> Watch[S]:
+        """A watch on ``path`` (with ``recurse``, everything below it) kept by blocking queries.
+
+        ``state`` turns what Consul answers into what the watch delivers; a
+        new state is emitted when it differs from the last one, and a state
+        of None (the key is gone) ends the watch, or, at the start, raises
+        ``KeyNotFoundError(missing)``.
+        """
+        name = f"{path}*" if recurse else path
+        index, found = self.transport.call(f"watch {name}", lambda client: client.kv.get(path, recurse=recurse))
+        last = state(found)
+        if last is None:
+            raise KeyNotFoundError(missing)
         watch, stopped = self._new_watch()
         watch.emit(last)
 
-        def read(client: Any, index: int, wait: float) -> tuple[int | None, list[dict[str, Any]] | None]:
+        def read(client: Any, index: int, wait: float) -> tuple[int | None, Any]:
             if index:
-                raw, found = client.kv.get(below, recurse=True, index=index, wait=format_wait(wait))
+                raw, found = client.kv.get(path, recurse=recurse, index=index, wait=format_wait(wait))
             else:
-                raw, found = client.kv.get(below, recurse=True)
+                raw, found = client.kv.get(path, recurse=recurse)
             return header_index(raw), found
 
-        def handle(found: list[dict[str, Any]] | None) -> bool:
+        def handle(found: Any) -> bool:
             nonlocal last
-            pairs = self._pairs(found)
-            if pairs != last:
-                last = pairs
-                watch.emit(pairs)
+            current = state(found)
+            if current is None:
+                watch.finish()  # the key was deleted: the watch ends
+                return False
+            if current != last:
+                last = current
+                watch.emit(current)
             return True
 
         loop = BlockingLoop(
-            self.transport, watch, f"watch {below}*", read, handle, index=header_index(index) or 0,
+            self.transport, watch, f"watch {name}", read, handle, index=header_index(index) or 0,
             wait=self.watch_wait, stopped=stopped,
         )  # fmt: skip
-        loop.start(f"kvstore-consul-watch:{below}*")
+        loop.start(f"kvstore-consul-watch:{name}")
         return watch
 
     def _new_watch(self) -> tuple[Watch[Any], threading.Event]:

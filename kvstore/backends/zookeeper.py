@@ -567,6 +567,15 @@ class ZooKeeperStore(Store):
             except (BadVersionError, NoNodeError, OutcomeUnknown):
                 continue
 
+    def _still_at(self, session: Session, key: str, path: str, previous: KVPair, deadline: float) -> Node:
+        """The key's znode, if it is still at ``previous``; else why not, as the contract's error."""
+        current = self._read(session, path, deadline)
+        if current is None or current.data is None:
+            raise KeyNotFoundError(f"key not found: {key}")
+        if current.mzxid != previous.last_index:
+            raise KeyModifiedError(f"key modified: {key}")
+        return current
+
     def _swap(
         self,
         session: Session,
@@ -578,11 +587,7 @@ class ZooKeeperStore(Store):
         deadline: float,
     ) -> Node:
         while True:
-            current = self._read(session, path, deadline)
-            if current is None or current.data is None:
-                raise KeyNotFoundError(f"key not found: {key}")
-            if current.mzxid != previous.last_index:
-                raise KeyModifiedError(f"key modified: {key}")
+            current = self._still_at(session, key, path, previous, deadline)
             before = session.client.last_zxid
             same_kind = current.owner == 0 if not ephemeral else current.owner == session.current_session_id()
             try:
@@ -591,10 +596,8 @@ class ZooKeeperStore(Store):
                     self._wrote_through(session)
                     return Node.of(value, stat)
                 return self._replace(session, path, value, current.version, ephemeral=ephemeral, deadline=deadline)
-            except BadVersionError:
-                raise KeyModifiedError(f"key modified: {key}") from None
-            except NoNodeError:
-                raise KeyNotFoundError(f"key not found: {key}") from None
+            except (BadVersionError, NoNodeError) as exc:
+                raise _guard_failed(exc, key) from None
             except OutcomeUnknown:
                 node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
@@ -607,20 +610,14 @@ class ZooKeeperStore(Store):
             path = self._path(key)
             deadline = self._deadline()
             while True:
-                current = self._read(session, path, deadline)
-                if current is None or current.data is None:
-                    raise KeyNotFoundError(f"key not found: {key}")
-                if current.mzxid != previous.last_index:
-                    raise KeyModifiedError(f"key modified: {key}")
+                current = self._still_at(session, key, path, previous, deadline)
                 try:
                     try:
                         session.delete(path, deadline, key, version=current.version, idempotent=False)
                     except NotEmptyError:  # keys below it: keep the znode as their bare parent
                         session.set(path, None, deadline, key, version=current.version, idempotent=False)
-                except BadVersionError:
-                    raise KeyModifiedError(f"key modified: {key}") from None
-                except NoNodeError:
-                    raise KeyNotFoundError(f"key not found: {key}") from None
+                except (BadVersionError, NoNodeError) as exc:
+                    raise _guard_failed(exc, key) from None
                 except OutcomeUnknown:
                     after = self._read(session, path, deadline)
                     if after is not None and after.data is not None and after.mzxid == current.mzxid:
@@ -661,6 +658,13 @@ class ZooKeeperStore(Store):
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _guard_failed(exc: BadVersionError | NoNodeError, key: str) -> KVStoreError:
+    """A write guarded by the version read failed: the contract's error for why."""
+    if isinstance(exc, BadVersionError):
+        return KeyModifiedError(f"key modified: {key}")
+    return KeyNotFoundError(f"key not found: {key}")
 
 
 def _tls_arguments(config: Config, options: dict[str, str]) -> dict[str, Any]:
