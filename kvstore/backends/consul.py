@@ -189,7 +189,7 @@ class _Leases:
                         self._expire(lease)
                     elif now >= lease.next_renewal():
                         self._renew(lease)
-                except Exception:  # a bug must not stop every other key's renewals
+                except Exception:  # noqa: BLE001 - logged; a bug must not stop every other key's renewals
                     _log.exception("TTL upkeep of %s failed", lease.key)
                     with self._cond:
                         lease.retry_at = time.monotonic() + 1.0

@@ -375,7 +375,7 @@ class ConsulTransport:
         def send(client: Any) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
             def answer(response: Any) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
                 if response.code not in (200, 409):
-                    consul.base.CB._status(response)  # raises the library's error for the status
+                    consul.base.CB._status(response)  # noqa: SLF001 - the library's own status-to-error mapping, as on every call
                     raise ValueError(f"status {response.code}")
                 data = json.loads(response.body)
                 return response.code == 200, list(data.get("Results") or []), list(data.get("Errors") or [])

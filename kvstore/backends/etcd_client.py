@@ -20,6 +20,7 @@ contract asks for:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -44,6 +45,16 @@ from .tls_files import read_tls_files
 T = TypeVar("T")
 
 DEFAULT_PORT = 2379
+
+#: etcd's event types (``mvccpb.Event.EventType``).
+PUT_EVENT = 0
+DELETE_EVENT = 1
+
+
+def lease_seconds(ttl: float) -> int:
+    """etcd leases count whole seconds: round up, so a key never vanishes early."""
+    return max(1, math.ceil(ttl))
+
 
 #: gRPC channel options.
 #: - Keepalive pings find a member that vanished without closing its sockets
@@ -113,17 +124,13 @@ _REQUIRE_LEADER = ("hasleader", "true")
 
 
 def _code(exc: grpc.RpcError) -> Any:
-    try:
-        return exc.code()
-    except Exception:  # an RpcError that is not a Call: no code to read
-        return grpc.StatusCode.UNKNOWN
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else grpc.StatusCode.UNKNOWN  # not a Call: no code to read
 
 
 def _details(exc: grpc.RpcError) -> str:
-    try:
-        return str(exc.details() or exc)
-    except Exception:
-        return str(exc)
+    details = getattr(exc, "details", None)
+    return str((details() if callable(details) else None) or exc)
 
 
 def is_tls_failure(details: str) -> bool:
@@ -322,6 +329,17 @@ class Connection:
 
         return self._failover.call(what, attempt, self.timeout if budget is None else budget)
 
+    def range(self, what: str, key: bytes, range_end: bytes | None = None, **fields: Any) -> Any:
+        """One ``Range`` read of ``[key, range_end)`` (just ``key`` without ``range_end``); the raw answer."""
+        request = etcdrpc.RangeRequest(key=key, **fields)
+        if range_end is not None:
+            request.range_end = range_end
+
+        def invoke(endpoint: Endpoint, timeout: float, metadata: Any) -> Any:
+            return endpoint.kv.Range(request, timeout=timeout, metadata=metadata)
+
+        return self.call(what, invoke)
+
     def _closed_error(self, what: str) -> KVStoreError | None:
         return KVStoreError(f"{what}: the etcd store is closed") if self.closed.is_set() else None
 
@@ -404,6 +422,9 @@ class WatchStream:
         self._stop = threading.Event()
         self._mutex = threading.Lock()
         self._call: Any = None
+        #: Since when no stream could be opened (None while one runs), and the pause before the next try.
+        self._outage_since: float | None = None
+        self._pause = 0.05
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> WatchStream:
@@ -442,79 +463,94 @@ class WatchStream:
         done.wait()
 
     def _run(self) -> None:
-        outage_since: float | None = None
-        pause = 0.05
         while not self._stop.is_set():
-            endpoint = self._conn.current()
-            done = threading.Event()
-            failure: KVStoreError | None = None
-            try:
-                metadata = self._conn.metadata(endpoint, self._conn.timeout, _REQUIRE_LEADER)
-                call = endpoint.watch.Watch(self._requests(done), metadata=metadata)
-                with self._mutex:
-                    self._call = call
-                if self._stop.is_set():
-                    call.cancel()
-                for response in call:
-                    if response.created:
-                        outage_since, pause = None, 0.05
-                    if response.compact_revision:
-                        resume = self._on_compacted()
-                        if resume is None:
-                            self._stop.set()
-                            return
-                        self.next_revision = resume
-                        break
-                    if response.events:
-                        if not self._on_events(response.events):
-                            self._stop.set()
-                            return
-                        self.next_revision = response.events[-1].kv.mod_revision + 1
-                    elif not response.created and not response.canceled:
-                        # A progress notification: everything up to here was sent.
-                        self.next_revision = max(self.next_revision, response.header.revision + 1)
-                    if response.canceled:
-                        break  # e.g. the member lost its leader: open a new stream
-            except grpc.RpcError as exc:
-                if self._stop.is_set():
-                    return
-                code = _code(exc)
-                if code == grpc.StatusCode.UNAUTHENTICATED:
-                    self._conn.forget_token()
-                elif is_retryable(code, _details(exc)):
-                    self._conn.fail_over(endpoint)
-                else:
-                    failure = map_rpc_error(exc, "watch")
-            except NotReachableError:
-                self._conn.fail_over(endpoint)  # could not re-read after compaction, or auth timed out
-            except KVStoreError as exc:
-                failure = exc
-            except ValueError:  # the channel was closed under us: the store is closing
-                failure = KVStoreError("watch: the etcd store was closed")
-            except Exception as exc:  # a bug must end the watch loudly, not leave its reader blocked
-                failure = KVStoreError(f"watch: unexpected failure: {exc!r}")
-            finally:
-                done.set()
-                with self._mutex:
-                    call, self._call = self._call, None
-                if call is not None:
-                    with contextlib.suppress(Exception):
-                        call.cancel()
+            failure = self._stream_once(self._conn.current())
             if self._stop.is_set():
                 return
-            if failure is None and self._conn.closed.is_set():
-                failure = KVStoreError("watch: the etcd store was closed")
-            now = time.monotonic()
-            if outage_since is None:
-                outage_since = now
-            elif failure is None and now - outage_since > self._conn.timeout:
-                failure = NotReachableError(
-                    f"watch: no etcd member answered for {self._conn.timeout:g} s "
-                    f"({', '.join(e.target for e in self._conn.endpoints)})"
-                )
+            failure = failure or self._outage_failure()
             if failure is not None:
                 self._stop.set()
                 self._on_failure(failure)
                 return
-            self._stop.wait(pause)
-            pause = min(pause * 2, 0.5)
+            self._stop.wait(self._pause)
+            self._pause = min(self._pause * 2, 0.5)
+
+    def _stream_once(self, endpoint: Endpoint) -> KVStoreError | None:
+        """One etcd watch stream on ``endpoint``, read until it ends; the failure that ends the watch, if any."""
+        done = threading.Event()
+        try:
+            metadata = self._conn.metadata(endpoint, self._conn.timeout, _REQUIRE_LEADER)
+            call = endpoint.watch.Watch(self._requests(done), metadata=metadata)
+            with self._mutex:
+                self._call = call
+            if self._stop.is_set():
+                call.cancel()
+            for response in call:
+                if not self._take(response):
+                    break
+        except grpc.RpcError as exc:
+            return self._rpc_failure(exc, endpoint)
+        except NotReachableError:
+            self._conn.fail_over(endpoint)  # could not re-read after compaction, or auth timed out
+        except KVStoreError as exc:
+            return exc
+        except ValueError:  # the channel was closed under us: the store is closing
+            return KVStoreError("watch: the etcd store was closed")
+        except Exception as exc:  # noqa: BLE001 - a bug must end the watch loudly, not leave its reader blocked
+            return KVStoreError(f"watch: unexpected failure: {exc!r}")
+        finally:
+            done.set()
+            with self._mutex:
+                call, self._call = self._call, None
+            if call is not None:
+                with contextlib.suppress(Exception):
+                    call.cancel()
+        return None
+
+    def _take(self, response: Any) -> bool:
+        """Handle one answer of the stream; False once this stream is over (the watch may go on)."""
+        if response.created:
+            self._outage_since, self._pause = None, 0.05
+        if response.compact_revision:
+            resume = self._on_compacted()
+            if resume is None:
+                self._stop.set()
+            else:
+                self.next_revision = resume
+            return False
+        if response.events:
+            if not self._on_events(response.events):
+                self._stop.set()
+                return False
+            self.next_revision = response.events[-1].kv.mod_revision + 1
+        elif not response.created and not response.canceled:
+            # A progress notification: everything up to here was sent.
+            self.next_revision = max(self.next_revision, response.header.revision + 1)
+        return not response.canceled  # canceled: e.g. the member lost its leader; open a new stream
+
+    def _rpc_failure(self, exc: grpc.RpcError, endpoint: Endpoint) -> KVStoreError | None:
+        """A broken stream: the error that ends the watch, or None to open a new stream (elsewhere)."""
+        if self._stop.is_set():
+            return None
+        code = _code(exc)
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            self._conn.forget_token()
+        elif is_retryable(code, _details(exc)):
+            self._conn.fail_over(endpoint)
+        else:
+            return map_rpc_error(exc, "watch")
+        return None
+
+    def _outage_failure(self) -> KVStoreError | None:
+        """No stream for a while: the error that ends the watch once that outlasts the connection timeout."""
+        if self._conn.closed.is_set():
+            return KVStoreError("watch: the etcd store was closed")
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+        elif now - self._outage_since > self._conn.timeout:
+            return NotReachableError(
+                f"watch: no etcd member answered for {self._conn.timeout:g} s "
+                f"({', '.join(e.target for e in self._conn.endpoints)})"
+            )
+        return None

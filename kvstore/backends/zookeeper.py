@@ -104,7 +104,7 @@ from ..errors import (
 from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch
 from .tls_files import read_tls_files
-from .zookeeper_lock import ZooKeeperLock
+from .zookeeper_lock import LocalQueue, ZooKeeperLock
 from .zookeeper_session import (
     RENEWED,
     Node,
@@ -121,17 +121,6 @@ DEFAULT_PORT = 2181
 DEFAULT_SESSION_TIMEOUT = 10.0
 
 _log = logging.getLogger("kvstore.zookeeper")
-
-
-class _Slot:
-    """One per key and store: the store's own contenders for a lock queue here, not in ZooKeeper.
-
-    All threads of a store share its sessions, so ZooKeeper cannot tell them
-    apart; queueing them locally keeps "whose create was it" unambiguous.
-    """
-
-    def __init__(self) -> None:
-        self.mutex = threading.Lock()
 
 
 class ZooKeeperStore(Store):
@@ -173,18 +162,18 @@ class ZooKeeperStore(Store):
         self._owned: dict[str, tuple[Session, bytes]] = {}
         self._watchers: set[_Watcher[Any]] = set()
         self._locks: weakref.WeakSet[ZooKeeperLock] = weakref.WeakSet()
-        self._slots: weakref.WeakValueDictionary[str, _Slot] = weakref.WeakValueDictionary()
+        self._queues: weakref.WeakValueDictionary[str, LocalQueue] = weakref.WeakValueDictionary()
         self._main = self._open_session(self.session_timeout, "main")
         self._sessions: dict[float, Session] = {self.session_timeout: self._main}
 
     # -- sessions -----------------------------------------------------------------------
     def _open_session(self, timeout: float, label: str) -> Session:
         session = Session(self._hosts, timeout, tls=self._tls, auth=self._auth, default_acl=self._acl, label=label)
-        session.start(self._deadline())
+        session.start(self.deadline())
         session.subscribe(lambda kind: self._on_session(session, kind))
         return session
 
-    def _session_for(self, ttl: float | None) -> Session:
+    def session_for(self, ttl: float | None) -> Session:
         """The session whose timeout is the longest not above ``ttl`` (a new one if none is)."""
         if ttl is None:
             return self._main
@@ -221,9 +210,9 @@ class ZooKeeperStore(Store):
             path = self._path(key)
             try:
                 with translate_errors(f"re-create {key}"):
-                    node = self._create(session, path, value, ephemeral=True, deadline=self._deadline())
+                    node = self.create_znode(session, path, value, ephemeral=True, deadline=self.deadline())
                     if node is None:  # written meanwhile: ours only if this session owns it now
-                        now = session.get(path, self._deadline(), key)
+                        now = session.get(path, self.deadline(), key)
                         if now is None or now.owner != session.current_session_id():
                             self._disown(key, session)
             except KeyNotFoundError:
@@ -231,7 +220,8 @@ class ZooKeeperStore(Store):
             except KVStoreError as exc:
                 _log.warning("zk: could not re-create ttl key %s after session expiry: %s", key, exc)
 
-    def _deadline(self) -> float:
+    def deadline(self) -> float:
+        """When a call begun now must have got through (``connection_timeout`` from now)."""
         return time.monotonic() + self.connection_timeout
 
     def _reader(self) -> Session:
@@ -276,7 +266,7 @@ class ZooKeeperStore(Store):
             with contextlib.suppress(NodeExistsError, NoNodeError):  # NoNode: raced a delete_tree; retried
                 session.wait(result, deadline)
 
-    def _create(
+    def create_znode(
         self,
         session: Session,
         path: str,
@@ -286,7 +276,11 @@ class ZooKeeperStore(Store):
         deadline: float,
         idempotent: bool = True,
     ) -> Node | None:
-        """Create the znode (and its parents); None if it exists already."""
+        """Create the znode (and its parents); None if it exists already.
+
+        Part of what the store's locks use, with :meth:`session_for`,
+        :meth:`landed_znode`, :meth:`deadline` and :meth:`local_queue`.
+        """
 
         def attempt() -> Node | None:
             for _ in range(20):
@@ -333,7 +327,7 @@ class ZooKeeperStore(Store):
         """The znode at ``path`` (None if absent; a bare parent has ``data`` None)."""
         return session.get(path, deadline, f"get {path}")
 
-    def _landed(
+    def landed_znode(
         self, session: Session, path: str, value: bytes, before: int, *, ephemeral: bool, deadline: float
     ) -> Node | None:
         """After a write whose answer was lost: the node if it now holds what that write wrote.
@@ -355,9 +349,9 @@ class ZooKeeperStore(Store):
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         # is_dir needs nothing: any znode can have children.
         with translate_errors(f"put {key}"):
-            session = self._session_for(ttl)
+            session = self.session_for(ttl)
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             if ttl is None:
                 self._put_permanent(session, path, value, deadline)
                 self._disown(key)
@@ -371,7 +365,7 @@ class ZooKeeperStore(Store):
             try:
                 stat = session.set(path, value, deadline, f"put {path}")
             except NoNodeError:
-                if self._create(session, path, value, ephemeral=False, deadline=deadline) is None:
+                if self.create_znode(session, path, value, ephemeral=False, deadline=deadline) is None:
                     continue  # created meanwhile by someone else: overwrite it
                 return
             if stat.ephemeralOwner == 0:
@@ -402,7 +396,7 @@ class ZooKeeperStore(Store):
             node = self._read(session, path, deadline)
             try:
                 if node is None:
-                    if self._create(session, path, value, ephemeral=True, deadline=deadline) is not None:
+                    if self.create_znode(session, path, value, ephemeral=True, deadline=deadline) is not None:
                         return
                 elif node.owner == session.current_session_id():
                     session.set(path, value, deadline, f"put {key}", version=node.version)
@@ -416,7 +410,7 @@ class ZooKeeperStore(Store):
 
     def _get(self, key: str) -> KVPair:
         with translate_errors(f"get {key}"):
-            node = self._read(self._reader(), self._path(key), self._deadline())
+            node = self._read(self._reader(), self._path(key), self.deadline())
         if node is None or node.data is None:
             raise KeyNotFoundError(f"key not found: {key}")
         return KVPair(key, node.data, node.mzxid)
@@ -424,7 +418,7 @@ class ZooKeeperStore(Store):
     def _delete(self, key: str) -> None:
         with translate_errors(f"delete {key}"):
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             while True:
                 try:
                     self._main.delete(path, deadline, f"delete {key}")
@@ -445,7 +439,7 @@ class ZooKeeperStore(Store):
         with translate_errors(f"list {directory or '/'}"):
             session = self._reader()
             root = self._path(directory)
-            deadline = self._deadline()
+            deadline = self.deadline()
             found = session.run(lambda: walk(session, root, deadline), deadline, f"list {directory}")
             pairs = []
             if found is not None:
@@ -460,7 +454,7 @@ class ZooKeeperStore(Store):
     def _delete_tree(self, directory: str) -> None:
         with translate_errors(f"delete_tree {directory or '/'}"):
             root = self._path(directory)
-            deadline = self._deadline()
+            deadline = self.deadline()
             session = self._main
             for _ in range(20):
                 found = session.run(lambda: walk(session, root, deadline), deadline, f"delete_tree {directory}")
@@ -523,9 +517,9 @@ class ZooKeeperStore(Store):
 
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         with translate_errors(f"atomic_put {key}"):
-            session = self._session_for(ttl)
+            session = self.session_for(ttl)
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             ephemeral = ttl is not None
             node = (
                 self._create_only(session, key, path, value, ephemeral, deadline)
@@ -544,9 +538,9 @@ class ZooKeeperStore(Store):
         while True:
             before = session.client.last_zxid
             try:
-                node = self._create(session, path, value, ephemeral=ephemeral, deadline=deadline, idempotent=False)
+                node = self.create_znode(session, path, value, ephemeral=ephemeral, deadline=deadline, idempotent=False)
             except OutcomeUnknown:
-                node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
+                node = self.landed_znode(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
                     return node
                 continue  # it did not land: try again (and meet whoever got there)
@@ -599,7 +593,7 @@ class ZooKeeperStore(Store):
             except (BadVersionError, NoNodeError) as exc:
                 raise _guard_failed(exc, key) from None
             except OutcomeUnknown:
-                node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
+                node = self.landed_znode(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
                     return node
                 # Not ours: the loop reads again and reports what happened instead.
@@ -608,7 +602,7 @@ class ZooKeeperStore(Store):
         with translate_errors(f"atomic_delete {key}"):
             session = self._reader()
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             while True:
                 current = self._still_at(session, key, path, previous, deadline)
                 try:
@@ -632,13 +626,14 @@ class ZooKeeperStore(Store):
             self._locks.add(lock)
         return lock
 
-    def _slot(self, key: str) -> _Slot:
+    def local_queue(self, key: str) -> LocalQueue:
+        """The queue this store's own contenders for the lock at ``key`` wait in (one per key, shared)."""
         with self._mutex:
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = _Slot()
-                self._slots[key] = slot
-            return slot
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = LocalQueue()
+                self._queues[key] = queue
+            return queue
 
     def close(self) -> None:
         with self._mutex:

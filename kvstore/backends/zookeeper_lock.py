@@ -21,7 +21,6 @@ an answer.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -33,10 +32,10 @@ from kazoo.protocol.states import EventType  # type: ignore[import-untyped]
 
 from ..errors import CannotLockError, KVStoreError, NotReachableError
 from ..store import Lock
-from .zookeeper_session import EXPIRED, RENEWED, RESUMED, Node, OutcomeUnknown, Session, translate_errors
+from .zookeeper_session import EXPIRED, RENEWED, RESUMED, Node, OutcomeUnknown, Session, drain, translate_errors
 
 if TYPE_CHECKING:
-    from .zookeeper import ZooKeeperStore, _Slot
+    from .zookeeper import ZooKeeperStore
 
 #: How often the holder's monitor checks the time without news.
 _TICK = 0.2
@@ -45,6 +44,17 @@ _TICK = 0.2
 def _setter(event: threading.Event) -> Callable[[Any], None]:
     """A watch callback that sets ``event``, whatever happened."""
     return lambda _watched: event.set()
+
+
+class LocalQueue:
+    """One per key and store: the store's own contenders for a lock queue here, not in ZooKeeper.
+
+    All threads of a store share its sessions, so ZooKeeper cannot tell them
+    apart; queueing them locally keeps "whose create was it" unambiguous.
+    """
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
 
 
 class _Stop:
@@ -81,7 +91,7 @@ class ZooKeeperLock(Lock):
         self._path = path
         self._value = value
         self._ttl = ttl
-        self._slot: _Slot = store._slot(key)
+        self._slot = store.local_queue(key)
         self._mutex = threading.Lock()
         self._hold: _Hold | None = None
 
@@ -107,15 +117,17 @@ class ZooKeeperLock(Lock):
     def _contend(self, deadline: float | None, timeout: float | None) -> tuple[Session, Node]:
         store = self._store
         while True:
-            call_deadline = store._deadline()
-            session = store._session_for(self._ttl)
+            call_deadline = store.deadline()
+            session = store.session_for(self._ttl)
             before = session.client.last_zxid
             try:
-                node = store._create(
+                node = store.create_znode(
                     session, self._path, self._value, ephemeral=True, deadline=call_deadline, idempotent=False
                 )
             except OutcomeUnknown:
-                node = store._landed(session, self._path, self._value, before, ephemeral=True, deadline=call_deadline)
+                node = store.landed_znode(
+                    session, self._path, self._value, before, ephemeral=True, deadline=call_deadline
+                )
                 if node is not None:
                     return session, node
                 continue
@@ -142,11 +154,7 @@ class ZooKeeperLock(Lock):
         session = hold.session
         try:
             while True:
-                items: list[object] = []
-                with contextlib.suppress(queue.Empty):
-                    items.append(hold.inbox.get(timeout=_TICK))
-                    while True:
-                        items.append(hold.inbox.get_nowait())
+                items = drain(hold.inbox, _TICK)
                 if any(isinstance(item, _Stop) for item in items) or hold.lost.is_set():
                     return
                 if EventType.DELETED in items or EXPIRED in items or RENEWED in items:
@@ -225,7 +233,7 @@ class ZooKeeperLock(Lock):
                 except BadVersionError:
                     continue  # its value was rewritten meanwhile; still ours: again
 
-        deadline = self._store._deadline()
+        deadline = self._store.deadline()
         try:
             session.run(attempt, deadline, f"unlock {self._key}")
         except Exception:
