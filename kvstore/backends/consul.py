@@ -60,7 +60,7 @@ from ..errors import (
     KVStoreError,
 )
 from ..options import positive_number
-from ..store import Config, KVPair, Lock, Store, Watch
+from ..store import Config, KVPair, Lock, Store, Watch, override
 from .consul_lock import ConsulLock
 from .consul_transport import (
     LOCK_FLAG_VALUE,
@@ -296,6 +296,7 @@ class ConsulStore(Store):
             raise KVStoreError(f"consul refused to write {full!r}")
 
     # -- the contract --------------------------------------------------------------------
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         full = self._full(key)
         if ttl is not None:
@@ -362,17 +363,20 @@ class ConsulStore(Store):
                 time.sleep(0.05 * (attempt + 1))
         raise KVStoreError(f"consul refused {what}: {_what(errors)}")
 
+    @override
     def _get(self, key: str) -> KVPair:
         item = self._read(self._full(key))
         if item is None:
             raise KeyNotFoundError(f"key not found: {key}")
         return self._pair(item)
 
+    @override
     def _delete(self, key: str) -> None:
         full = self._full(key)
         self.transport.call(f"delete {full}", lambda client: client.kv.delete(full))
         self._leases.forget(self._leases.pop(full))
 
+    @override
     def _list(self, directory: str) -> builtins.list[KVPair]:
         below = self._below(directory)
         _, items = self.transport.call(f"list {below}", lambda client: client.kv.get(below, recurse=True))
@@ -381,6 +385,7 @@ class ConsulStore(Store):
             raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return pairs
 
+    @override
     def _delete_tree(self, directory: str) -> None:
         full = self._full(directory)
         below = self._below(directory)
@@ -390,12 +395,14 @@ class ConsulStore(Store):
         for lease in self._leases.pop_below(full):
             self._leases.forget(lease)
 
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
         def state(found: dict[str, Any] | None) -> KVPair | None:
             return None if found is None else self._pair(found)
 
         return self._follow(self._full(key), recurse=False, state=state, missing=f"key not found: {key}")
 
+    @override
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
         return self._follow(self._below(directory), recurse=True, state=self._pairs, missing="")
 
@@ -447,6 +454,7 @@ class ConsulStore(Store):
             self._watches.add(watch)
         return watch, stopped
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         full = self._full(key)
         index = 0 if previous is None else previous.last_index
@@ -503,6 +511,7 @@ class ConsulStore(Store):
             return KeyNotFoundError(f"key not found: {key}")
         return KeyModifiedError(f"key {key} was modified since index {previous.last_index}")
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         full = self._full(key)
         committed, _, _ = self.transport.txn(
@@ -513,6 +522,7 @@ class ConsulStore(Store):
             raise self._conflict(key, full, previous)
         self._leases.forget(self._leases.pop(full))
 
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         return ConsulLock(self, self._full(key), value, ttl if ttl is not None else self.lock_ttl)
 

@@ -46,7 +46,7 @@ from ..errors import (
     KVStoreError,
 )
 from ..options import positive_number
-from ..store import Config, KVPair, Lock, Store, Watch
+from ..store import Config, KVPair, Lock, Store, Watch, override
 from .etcd_client import DELETE_EVENT, Connection, Endpoint, WatchStream, lease_seconds, time_left
 from .etcd_lock import EtcdLock
 
@@ -152,6 +152,7 @@ class EtcdStore(Store):
         request = etcdrpc.LeaseGrantRequest(TTL=lease_seconds(ttl))
         return int(endpoint.lease.LeaseGrant(request, timeout=timeout, metadata=metadata).ID)
 
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         full = self._full(key)
 
@@ -164,16 +165,19 @@ class EtcdStore(Store):
 
         self._conn.call(f"put {key!r}", invoke)
 
+    @override
     def _get(self, key: str) -> KVPair:
         response = self._conn.range(f"get {key!r}", self._full(key))
         if not response.kvs:
             raise KeyNotFoundError(f"key not found: {key}")
         return self._pair(response.kvs[0])
 
+    @override
     def _exists(self, key: str) -> bool:
         response = self._conn.range(f"exists {key!r}", self._full(key), count_only=True)
         return bool(response.count)
 
+    @override
     def _delete(self, key: str) -> None:
         request = etcdrpc.DeleteRangeRequest(key=self._full(key))
 
@@ -188,12 +192,14 @@ class EtcdStore(Store):
         response = self._conn.range(f"list {directory or '/'!r}", start, end)
         return [self._pair(kv) for kv in response.kvs], int(response.header.revision)
 
+    @override
     def _list(self, directory: str) -> builtins.list[KVPair]:
         pairs, _ = self._children(directory)
         if not pairs and (not directory or not self._exists(directory)):
             raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return pairs
 
+    @override
     def _delete_tree(self, directory: str) -> None:
         start, end = self._below(directory)
         operations = [etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=start, range_end=end))]
@@ -226,6 +232,7 @@ class EtcdStore(Store):
         kvs = response.responses[0].response_range.kvs
         return kvs[0] if kvs else None
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         full = self._full(key)
         if previous is None:
@@ -255,6 +262,7 @@ class EtcdStore(Store):
             raise KeyNotFoundError(f"key not found: {key}")
         raise KeyModifiedError(f"key {key} changed since index {previous.last_index}")
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         full = self._full(key)
         compare = etcdrpc.Compare(
@@ -302,6 +310,7 @@ class EtcdStore(Store):
         self.track_stream(stream)
         stream.start()
 
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
         full = self._full(key)
         first = self._conn.range(f"watch {key!r}", full)
@@ -347,6 +356,7 @@ class EtcdStore(Store):
         )
         return watch
 
+    @override
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
         start, end = self._below(directory)
         pairs, revision = self._children(directory)
@@ -400,6 +410,7 @@ class EtcdStore(Store):
         return watch
 
     # -- locks -------------------------------------------------------------------------------------
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         return EtcdLock(self, key, value, ttl if ttl is not None else self._lock_ttl)
 

@@ -102,7 +102,7 @@ from ..errors import (
     NotReachableError,
 )
 from ..options import positive_number
-from ..store import Config, KVPair, Lock, Store, Watch
+from ..store import Config, KVPair, Lock, Store, Watch, override
 from .tls_files import read_tls_files
 from .zookeeper_lock import LocalQueue, ZooKeeperLock
 from .zookeeper_session import (
@@ -346,6 +346,7 @@ class ZooKeeperStore(Store):
         return node
 
     # -- the contract -----------------------------------------------------------------------
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         # is_dir needs nothing: any znode can have children.
         with translate_errors(f"put {key}"):
@@ -408,6 +409,7 @@ class ZooKeeperStore(Store):
             except (BadVersionError, NoNodeError, OutcomeUnknown):
                 continue  # changed meanwhile: look again
 
+    @override
     def _get(self, key: str) -> KVPair:
         with translate_errors(f"get {key}"):
             node = self._read(self._reader(), self._path(key), self.deadline())
@@ -415,6 +417,7 @@ class ZooKeeperStore(Store):
             raise KeyNotFoundError(f"key not found: {key}")
         return KVPair(key, node.data, node.mzxid)
 
+    @override
     def _delete(self, key: str) -> None:
         with translate_errors(f"delete {key}"):
             path = self._path(key)
@@ -435,6 +438,7 @@ class ZooKeeperStore(Store):
                 self._disown(key)
                 return
 
+    @override
     def _list(self, directory: str) -> builtins.list[KVPair]:
         with translate_errors(f"list {directory or '/'}"):
             session = self._reader()
@@ -451,6 +455,7 @@ class ZooKeeperStore(Store):
                     raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return sorted(pairs, key=lambda pair: pair.key)
 
+    @override
     def _delete_tree(self, directory: str) -> None:
         with translate_errors(f"delete_tree {directory or '/'}"):
             root = self._path(directory)
@@ -490,10 +495,12 @@ class ZooKeeperStore(Store):
 
         return session.run(attempt, deadline, "delete_tree")
 
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
         watcher = KeyWatcher(self._reader(), self.connection_timeout, key, self._path(key))
         return self._start_watcher(watcher)
 
+    @override
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
         watcher = TreeWatcher(self._reader(), self.connection_timeout, directory, self._path(directory), self._key_of)
         return self._start_watcher(watcher)
@@ -515,6 +522,7 @@ class ZooKeeperStore(Store):
             ended()
             raise
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         with translate_errors(f"atomic_put {key}"):
             session = self.session_for(ttl)
@@ -598,6 +606,7 @@ class ZooKeeperStore(Store):
                     return node
                 # Not ours: the loop reads again and reports what happened instead.
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         with translate_errors(f"atomic_delete {key}"):
             session = self._reader()
@@ -620,6 +629,7 @@ class ZooKeeperStore(Store):
                 self._disown(key)
                 return
 
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         lock = ZooKeeperLock(self, key, self._path(key), value, ttl)
         with self._mutex:
