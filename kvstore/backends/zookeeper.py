@@ -113,7 +113,7 @@ from .zookeeper_session import (
     translate_errors,
     walk,
 )
-from .zookeeper_watch import KeyWatcher, TreeWatcher, _Watcher
+from .zookeeper_watch import KeyWatcher, TreeWatcher, Watcher
 
 T = TypeVar("T")
 
@@ -160,7 +160,7 @@ class ZooKeeperStore(Store):
         self._fence = False
         #: ttl keys this store wrote, by key: (the session that owns them, their value).
         self._owned: dict[str, tuple[Session, bytes]] = {}
-        self._watchers: set[_Watcher[Any]] = set()
+        self._watchers: set[Watcher[Any]] = set()
         self._locks: weakref.WeakSet[ZooKeeperLock] = weakref.WeakSet()
         self._queues: weakref.WeakValueDictionary[str, LocalQueue] = weakref.WeakValueDictionary()
         self._main = self._open_session(self.session_timeout, "main")
@@ -505,7 +505,7 @@ class ZooKeeperStore(Store):
         watcher = TreeWatcher(self._reader(), self.connection_timeout, directory, self._path(directory), self._key_of)
         return self._start_watcher(watcher)
 
-    def _start_watcher(self, watcher: _Watcher[T]) -> Watch[T]:
+    def _start_watcher(self, watcher: Watcher[T]) -> Watch[T]:
         with self._mutex:
             if self._closed:
                 raise NotReachableError("the store is closed")

@@ -65,7 +65,7 @@ class _Resync:
     """Inbox marker: the connection is back; re-read everything and re-arm every watch."""
 
 
-class _Watcher(Generic[T]):
+class Watcher(Generic[T]):
     """The thread behind one :class:`Watch`: reads kazoo's events from an inbox, emits states."""
 
     def __init__(self, session: Session, connection_timeout: float, name: str) -> None:
@@ -162,7 +162,7 @@ class _Watcher(Generic[T]):
         raise NotImplementedError
 
 
-class KeyWatcher(_Watcher[KVPair]):
+class KeyWatcher(Watcher[KVPair]):
     """``watch(key)``: the value first, then every change; ends when the key is deleted.
 
     The common case takes a short cut: a watch event, while connected, is
@@ -237,7 +237,7 @@ class KeyWatcher(_Watcher[KVPair]):
             self.resync()
 
 
-class TreeWatcher(_Watcher[list[KVPair]]):
+class TreeWatcher(Watcher[list[KVPair]]):
     """``watch_tree(directory)``: the sorted keys below it, again after every change at any depth."""
 
     def __init__(
