@@ -45,9 +45,13 @@ How the contract maps onto znodes
   of every lock it held there.
 * **Watches** are ZooKeeper's one-shot watches re-armed on every read (see
   ``zookeeper_watch``); they survive reconnects and session expiry.
-* **Locks** are the ephemeral znode ``key`` itself, created atomically with the
-  lock's value, so ``get(key).value`` names the holder (Swarm's leader
-  election reads it); waiters watch for its deletion (see ``zookeeper_lock``).
+* **Locks** follow the layout of Docker's libkv (go-zookeeper's lock recipe), so
+  Go Swarm managers and kvstore share one leader key: the key is a persistent
+  znode, contenders are ephemeral sequential children ``_c_<guid>-lock-<seq>``
+  below it, the lowest holds the lock and each waiter watches the one before
+  it. The holder writes its value as the key's data, so ``get(key).value``
+  names the holder (Swarm's leader election reads it); releasing clears it
+  (the key is then a bare parent). See ``zookeeper_lock``.
 * **TLS**: ``Config.tls`` connects to the server's ``secureClientPort`` (Netty,
   ``ssl.clientAuth=need``) with kazoo's ``use_ssl``/``ca``/``certfile``/
   ``keyfile``; the server's certificate must name the host dialled (option
@@ -210,7 +214,7 @@ class ZooKeeperStore(Store):
             path = self._path(key)
             try:
                 with translate_errors(f"re-create {key}"):
-                    node = self.create_znode(session, path, value, ephemeral=True, deadline=self.deadline())
+                    node = self._create(session, path, value, ephemeral=True, deadline=self.deadline())
                     if node is None:  # written meanwhile: ours only if this session owns it now
                         now = session.get(path, self.deadline(), key)
                         if now is None or now.owner != session.current_session_id():
@@ -231,7 +235,8 @@ class ZooKeeperStore(Store):
             self._main.client.sync_async("/")  # same session: the read after it waits for it
         return self._main
 
-    def _wrote_through(self, session: Session) -> None:
+    def wrote_through(self, session: Session) -> None:
+        """A write went through ``session``: if that is not the main one, the next read syncs first."""
         if session is not self._main:
             self._fence = True
 
@@ -258,15 +263,19 @@ class ZooKeeperStore(Store):
                 del self._owned[key]
 
     # -- znode operations shared by the calls ---------------------------------------------
-    def _make_parents(self, session: Session, path: str, deadline: float) -> None:
-        """Create every missing ancestor of ``path`` as a bare parent (null data), in one round trip."""
+    def make_parents(self, session: Session, path: str, deadline: float) -> None:
+        """Create every missing ancestor of ``path`` as a bare parent (null data), in one round trip.
+
+        With :meth:`session_for`, :meth:`deadline`, :meth:`wrote_through` and
+        :meth:`local_queue`, this is what the store's locks use of it.
+        """
         parts = path.strip("/").split("/")[:-1]
         pending = [session.client.create_async("/" + "/".join(parts[: i + 1]), None) for i in range(len(parts))]
         for result in pending:
             with contextlib.suppress(NodeExistsError, NoNodeError):  # NoNode: raced a delete_tree; retried
                 session.wait(result, deadline)
 
-    def create_znode(
+    def _create(
         self,
         session: Session,
         path: str,
@@ -276,11 +285,7 @@ class ZooKeeperStore(Store):
         deadline: float,
         idempotent: bool = True,
     ) -> Node | None:
-        """Create the znode (and its parents); None if it exists already.
-
-        Part of what the store's locks use, with :meth:`session_for`,
-        :meth:`landed_znode`, :meth:`deadline` and :meth:`local_queue`.
-        """
+        """Create the znode (and its parents); None if it exists already."""
 
         def attempt() -> Node | None:
             for _ in range(20):
@@ -293,11 +298,11 @@ class ZooKeeperStore(Store):
                 except NodeExistsError:
                     return None
                 except NoNodeError:
-                    self._make_parents(session, path, deadline)
+                    self.make_parents(session, path, deadline)
             raise KVStoreError(f"{path}: its parents keep vanishing (a concurrent delete_tree?)")
 
         node = session.run(attempt, deadline, f"create {path}", idempotent=idempotent)
-        self._wrote_through(session)
+        self.wrote_through(session)
         return node
 
     def _replace(
@@ -320,14 +325,14 @@ class ZooKeeperStore(Store):
             return Node.of(value, results[2])
 
         node = session.run(attempt, deadline, f"replace {path}", idempotent=False)
-        self._wrote_through(session)
+        self.wrote_through(session)
         return node
 
     def _read(self, session: Session, path: str, deadline: float) -> Node | None:
         """The znode at ``path`` (None if absent; a bare parent has ``data`` None)."""
         return session.get(path, deadline, f"get {path}")
 
-    def landed_znode(
+    def _landed(
         self, session: Session, path: str, value: bytes, before: int, *, ephemeral: bool, deadline: float
     ) -> Node | None:
         """After a write whose answer was lost: the node if it now holds what that write wrote.
@@ -366,7 +371,7 @@ class ZooKeeperStore(Store):
             try:
                 stat = session.set(path, value, deadline, f"put {path}")
             except NoNodeError:
-                if self.create_znode(session, path, value, ephemeral=False, deadline=deadline) is None:
+                if self._create(session, path, value, ephemeral=False, deadline=deadline) is None:
                     continue  # created meanwhile by someone else: overwrite it
                 return
             if stat.ephemeralOwner == 0:
@@ -389,7 +394,7 @@ class ZooKeeperStore(Store):
             try:
                 stat = session.set(path, value, deadline, f"put {key}")
                 if stat.ephemeralOwner == session.current_session_id():
-                    self._wrote_through(session)
+                    self.wrote_through(session)
                     return
             except NoNodeError:
                 pass
@@ -397,11 +402,11 @@ class ZooKeeperStore(Store):
             node = self._read(session, path, deadline)
             try:
                 if node is None:
-                    if self.create_znode(session, path, value, ephemeral=True, deadline=deadline) is not None:
+                    if self._create(session, path, value, ephemeral=True, deadline=deadline) is not None:
                         return
                 elif node.owner == session.current_session_id():
                     session.set(path, value, deadline, f"put {key}", version=node.version)
-                    self._wrote_through(session)
+                    self.wrote_through(session)
                     return
                 else:
                     self._replace(session, path, value, node.version, ephemeral=True, deadline=deadline)
@@ -546,9 +551,9 @@ class ZooKeeperStore(Store):
         while True:
             before = session.client.last_zxid
             try:
-                node = self.create_znode(session, path, value, ephemeral=ephemeral, deadline=deadline, idempotent=False)
+                node = self._create(session, path, value, ephemeral=ephemeral, deadline=deadline, idempotent=False)
             except OutcomeUnknown:
-                node = self.landed_znode(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
+                node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
                     return node
                 continue  # it did not land: try again (and meet whoever got there)
@@ -564,7 +569,7 @@ class ZooKeeperStore(Store):
                 if ephemeral:
                     return self._replace(session, path, value, existing.version, ephemeral=True, deadline=deadline)
                 stat = session.set(path, value, deadline, key, version=existing.version, idempotent=False)
-                self._wrote_through(session)
+                self.wrote_through(session)
                 return Node.of(value, stat)
             except (BadVersionError, NoNodeError, OutcomeUnknown):
                 continue
@@ -595,13 +600,13 @@ class ZooKeeperStore(Store):
             try:
                 if same_kind:
                     stat = session.set(path, value, deadline, key, version=current.version, idempotent=False)
-                    self._wrote_through(session)
+                    self.wrote_through(session)
                     return Node.of(value, stat)
                 return self._replace(session, path, value, current.version, ephemeral=ephemeral, deadline=deadline)
             except (BadVersionError, NoNodeError) as exc:
                 raise _guard_failed(exc, key) from None
             except OutcomeUnknown:
-                node = self.landed_znode(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
+                node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
                     return node
                 # Not ours: the loop reads again and reports what happened instead.
