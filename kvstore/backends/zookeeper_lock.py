@@ -22,7 +22,8 @@ leaves the value behind on unlock and never reports a loss):
 * releasing clears the key's data if it still holds our write: the key is
   then a bare parent (see the store's docstring), which ``get`` and
   ``exists`` do not see. A Go follower reads that as an empty value until
-  the next holder writes its own. A holder that dies leaves its value, as a
+  the next holder writes its own. The key's znode itself stays: a Go
+  follower's watch (libkv's ``GetW`` loop) would end with it. A holder that dies leaves its value, as a
   Go one does; the next holder overwrites it.
 * the lost-event is set when our contender node goes (deleted, or its
   session expired), when the connection has been gone longer than the
@@ -174,6 +175,8 @@ class ZooKeeperLock(Lock):
     def _contend(self, deadline: float | None, timeout: float | None) -> _Hold:
         """Queue a contender node, wait for its turn, write the value: the hold."""
         while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CannotLockError(f"lock {self._key!r}: not got within {timeout} s")
             session = self._store.session_for(self._ttl)
             node = self._enqueue(session)
             try:
