@@ -15,7 +15,7 @@ from typing import ClassVar
 from .. import keys
 from ..errors import KeyExistsError, KeyModifiedError, KeyNotFoundError
 from ..store import Config, KVPair, Lock, Store, Watch, override
-from ._local import ChangeSignal, LocalLock, start_polling_watch
+from ._local import ChangeSignal, LocalLock, children_or_none, start_polling_watch
 
 
 class _Entry:
@@ -126,19 +126,13 @@ class MemoryStore(Store):
         if doomed:
             self._changed()
 
-    def _children(self, directory: str) -> list[KVPair]:
-        try:
-            return self._list(directory)
-        except KeyNotFoundError:
-            return []
-
     @override
     def _watch(self, key: str) -> Watch[KVPair]:
         return start_polling_watch(self._signal, lambda: self._get(key))
 
     @override
     def _watch_tree(self, directory: str) -> Watch[list[KVPair]]:
-        return start_polling_watch(self._signal, lambda: self._children(directory))
+        return start_polling_watch(self._signal, lambda: children_or_none(self._list, directory))
 
     @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:

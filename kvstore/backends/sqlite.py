@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch, override
-from ._local import ChangeSignal, LocalLock, start_polling_watch
+from ._local import ChangeSignal, LocalLock, children_or_none, start_polling_watch
 
 T = TypeVar("T")
 
@@ -201,12 +201,6 @@ class SQLiteStore(Store):
                 raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return [self._pair(k, v, i) for k, v, i in rows]
 
-    def _children(self, directory: str) -> list[KVPair]:
-        try:
-            return self._list(directory)
-        except KeyNotFoundError:
-            return []
-
     @override
     def _delete_tree(self, directory: str) -> None:
         condition, args = self._range(directory)
@@ -225,7 +219,7 @@ class SQLiteStore(Store):
     @override
     def _watch_tree(self, directory: str) -> Watch[list[KVPair]]:
         self._ensure_monitor()
-        return start_polling_watch(self._signal, lambda: self._children(directory))
+        return start_polling_watch(self._signal, lambda: children_or_none(self._list, directory))
 
     @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
