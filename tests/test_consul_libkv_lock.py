@@ -11,8 +11,11 @@ key is released, its value left behind.
 
 from __future__ import annotations
 
+import base64
+import shutil
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +113,30 @@ def test_a_go_waiter_takes_the_lock_once_the_kvstore_holders_session_ends(
             wait_until(lambda: reader.get(key).value == b"127.0.0.1:7102", SLACK, "the Go holder's value")
         finally:
             go.die()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+def test_swarmctl_replica_follows_a_go_primary_and_takes_over(consul_server: ConsulServer, tmp_path: Path) -> None:
+    from tests.support.manager import Manager
+    from tests.support.roles import has_role
+
+    prefix = f"libkv-{uuid.uuid4().hex[:8]}"
+    url = f"consul://{consul_server.address}/{prefix}"
+    go_api = Manager(tmp_path, url)  # the Go primary's API: a plain manager answers what the Go one would
+    go = GoConsulContender(consul_server, f"{prefix}/docker/swarm/leader", go_api.addr.encode())
+    replica: Manager | None = None
+    try:
+        assert go.try_acquire()
+        replica = Manager(tmp_path, url, replication_ttl="3s")
+        wait_until(lambda: has_role(replica, ("replica", go_api.addr)), 60, "the replica to name the Go primary")
+        go.die()
+        wait_until(lambda: has_role(replica, ("primary", "")), 60, "the replica to take over")
+        found = entry(consul_server, f"{prefix}/docker/swarm/leader")
+        assert found is not None and found["Session"] and found["Flags"] == LOCK_FLAG_VALUE
+        assert base64.b64decode(found["Value"]) == replica.addr.encode()
+    finally:
+        go.die()
+        if replica is not None:
+            replica.process.kill()
+        go_api.process.kill()

@@ -21,7 +21,6 @@ follows a Go-layout primary and takes over when its session closes.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shutil
 import threading
@@ -306,10 +305,38 @@ def test_a_go_waiter_behind_a_kvstore_holder_is_lowest_once_the_holders_session_
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+def test_a_go_waiter_takes_over_from_a_killed_swarmctl_primary(
+    zk_server: ZooKeeperServer, prefix: str, raw: Any, tmp_path: Path
+) -> None:
+    from tests.support.manager import Manager
+    from tests.support.roles import has_role
+
+    key_path = f"/{prefix}/{LEADER}"
+    primary = Manager(tmp_path, f"zk://{zk_server.address}/{prefix}", replication_ttl="3s")
+    go = GoContender(zk_server.address, key_path, b"127.0.0.1:8001")
+    try:
+        wait_until(lambda: has_role(primary, ("primary", "")), 60, "swarmctl to become the primary")
+        assert raw.get(key_path)[0] == primary.addr.encode()
+        (held,) = contenders(raw, key_path)
+        go.enqueue()
+        assert go.ahead() == held, "the Go waiter queues behind the swarmctl primary"
+        primary.process.kill()  # SIGKILL: its session ends when its timeout (the replication TTL) runs out
+        wait_until(lambda: go.ahead() is None, 3 + SLACK * 2, "the Go waiter to be first in line")
+        go.take()
+        assert raw.get(key_path)[0] == b"127.0.0.1:8001"
+        assert contenders(raw, key_path) == [go.name]
+    finally:
+        go.die()
+        primary.process.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
 def test_swarmctl_replica_follows_a_go_layout_primary_and_takes_over(
     zk_server: ZooKeeperServer, prefix: str, raw: Any, tmp_path: Path
 ) -> None:
     from tests.support.manager import Manager
+    from tests.support.roles import has_role
 
     url = f"zk://{zk_server.address}/{prefix}"
     key_path = f"/{prefix}/{LEADER}"
@@ -322,20 +349,11 @@ def test_swarmctl_replica_follows_a_go_layout_primary_and_takes_over(
         go.take()
         replica = Manager(tmp_path, url, replication_ttl="3s")
 
-        def has_role(wanted: tuple[str, str]) -> bool:
-            """What ``docker info`` through the replica says of the roles (a failed call says nothing)."""
-            assert replica is not None
-            result = replica.docker("info", "--format", "{{json .SystemStatus}}")
-            if result.returncode != 0:
-                return False
-            info = dict(json.loads(result.stdout))
-            return (info.get("Role", ""), info.get("Primary", "")) == wanted
-
-        wait_until(lambda: has_role(("replica", go_api.addr)), 60, "the replica to name the Go primary")
+        wait_until(lambda: has_role(replica, ("replica", go_api.addr)), 60, "the replica to name the Go primary")
         assert go.ahead() is None, "the replica waits behind the Go primary"
 
         go.die()
-        wait_until(lambda: has_role(("primary", "")), 60, "the replica to take over")
+        wait_until(lambda: has_role(replica, ("primary", "")), 60, "the replica to take over")
         assert raw.get(key_path)[0] == replica.addr.encode()
         (ours,) = contenders(raw, key_path)
         assert CONTENDER.match(ours)
