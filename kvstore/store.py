@@ -5,6 +5,10 @@ arguments once, then call the ``_underscore`` methods a backend implements
 with clean, prefix-relative keys. A backend (ours or a third party's) so
 never has to repeat the argument checks, and every backend rejects bad
 input with the same errors.
+
+Those hooks are the only underscore methods a backend shares with this
+class; the backends here mark each with :func:`override`, so that a reader
+(and mypy) tells a hook from a backend's private helpers at a glance.
 """
 
 from __future__ import annotations
@@ -16,12 +20,20 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from . import keys
 from .errors import KeyNotFoundError, KVStoreError, PreviousNotSpecifiedError
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from typing_extensions import override as override
+else:
+
+    def override(method: Any) -> Any:
+        """Marks a backend hook (typing's ``@override``, without depending on typing_extensions at run time)."""
+        return method
 
 
 @dataclass(frozen=True)

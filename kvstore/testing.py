@@ -496,7 +496,7 @@ class StoreConformance:
                     with guard:
                         inside -= 1
                     lock.release()
-            except BaseException as exc:  # reported below
+            except BaseException as exc:  # noqa: BLE001 - a worker thread's failure, any kind, reported by the assert below
                 errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]

@@ -89,6 +89,14 @@ def start_polling_watch(
     return watch
 
 
+def children_or_none(list_hook: Callable[[str], list[KVPair]], directory: str) -> list[KVPair]:
+    """What a tree watch of ``directory`` shows: its keys, or ``[]`` where there are none (not an error)."""
+    try:
+        return list_hook(directory)
+    except KeyNotFoundError:
+        return []
+
+
 def _wake_then(signal: ChangeSignal, then: Callable[[], None] | None) -> None:
     signal.bump()
     if then is not None:

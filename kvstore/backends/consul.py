@@ -43,13 +43,12 @@ import base64
 import builtins
 import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from .. import keys
 from ..addresses import parse_host_port
@@ -61,7 +60,7 @@ from ..errors import (
     KVStoreError,
 )
 from ..options import positive_number
-from ..store import Config, KVPair, Lock, Store, Watch
+from ..store import Config, KVPair, Lock, Store, Watch, override
 from .consul_lock import ConsulLock
 from .consul_transport import (
     LOCK_FLAG_VALUE,
@@ -71,8 +70,11 @@ from .consul_transport import (
     format_wait,
 )
 from .consul_watch import BlockingLoop, header_index
+from .tls_files import read_tls_files
 
 DEFAULT_PORT = 8500
+
+S = TypeVar("S")
 
 _log = logging.getLogger("kvstore.consul")
 
@@ -82,15 +84,11 @@ _LOCK_RETRIES = 5
 
 
 def _tls_files(config: Config) -> tuple[bool | str, tuple[str, str] | None]:
-    """``verify`` and ``cert`` for requests, after checking the files exist (a clear error now, not later)."""
+    """``verify`` and ``cert`` for requests, after checking the files (a clear error now, not later)."""
     tls = config.tls
     if tls is None:
         return True, None
-    for name, path in (("CA", tls.ca_cert_file), ("certificate", tls.cert_file), ("key", tls.key_file)):
-        if path is not None and not os.path.isfile(path):
-            raise InvalidArgumentError(f"TLS {name} file not found: {path}")
-    if (tls.cert_file is None) != (tls.key_file is None):
-        raise InvalidArgumentError("TLS needs both the client certificate and its key, or neither")
+    read_tls_files("consul", tls)
     cert = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else None
     return tls.ca_cert_file or True, cert
 
@@ -191,7 +189,7 @@ class _Leases:
                         self._expire(lease)
                     elif now >= lease.next_renewal():
                         self._renew(lease)
-                except Exception:  # a bug must not stop every other key's renewals
+                except Exception:  # noqa: BLE001 - logged; a bug must not stop every other key's renewals
                     _log.exception("TTL upkeep of %s failed", lease.key)
                     with self._cond:
                         lease.retry_at = time.monotonic() + 1.0
@@ -298,6 +296,7 @@ class ConsulStore(Store):
             raise KVStoreError(f"consul refused to write {full!r}")
 
     # -- the contract --------------------------------------------------------------------
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         full = self._full(key)
         if ttl is not None:
@@ -364,17 +363,20 @@ class ConsulStore(Store):
                 time.sleep(0.05 * (attempt + 1))
         raise KVStoreError(f"consul refused {what}: {_what(errors)}")
 
+    @override
     def _get(self, key: str) -> KVPair:
         item = self._read(self._full(key))
         if item is None:
             raise KeyNotFoundError(f"key not found: {key}")
         return self._pair(item)
 
+    @override
     def _delete(self, key: str) -> None:
         full = self._full(key)
         self.transport.call(f"delete {full}", lambda client: client.kv.delete(full))
         self._leases.forget(self._leases.pop(full))
 
+    @override
     def _list(self, directory: str) -> builtins.list[KVPair]:
         below = self._below(directory)
         _, items = self.transport.call(f"list {below}", lambda client: client.kv.get(below, recurse=True))
@@ -383,6 +385,7 @@ class ConsulStore(Store):
             raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return pairs
 
+    @override
     def _delete_tree(self, directory: str) -> None:
         full = self._full(directory)
         below = self._below(directory)
@@ -392,68 +395,56 @@ class ConsulStore(Store):
         for lease in self._leases.pop_below(full):
             self._leases.forget(lease)
 
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
-        full = self._full(key)
-        index, item = self.transport.call(f"watch {full}", lambda client: client.kv.get(full))
-        if item is None:
-            raise KeyNotFoundError(f"key not found: {key}")
-        last = self._pair(item)
+        def state(found: dict[str, Any] | None) -> KVPair | None:
+            return None if found is None else self._pair(found)
+
+        return self._follow(self._full(key), recurse=False, state=state, missing=f"key not found: {key}")
+
+    @override
+    def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
+        return self._follow(self._below(directory), recurse=True, state=self._pairs, missing="")
+
+    def _follow(self, path: str, *, recurse: bool, state: Callable[[Any], S | None], missing: str) -> Watch[S]:
+        """A watch on ``path`` (with ``recurse``, everything below it) kept by blocking queries.
+
+        ``state`` turns what Consul answers into what the watch delivers; a
+        new state is emitted when it differs from the last one, and a state
+        of None (the key is gone) ends the watch, or, at the start, raises
+        ``KeyNotFoundError(missing)``.
+        """
+        name = f"{path}*" if recurse else path
+        index, found = self.transport.call(f"watch {name}", lambda client: client.kv.get(path, recurse=recurse))
+        last = state(found)
+        if last is None:
+            raise KeyNotFoundError(missing)
         watch, stopped = self._new_watch()
         watch.emit(last)
-        wait = self.watch_wait
 
-        def read(client: Any, index: int, wait: float) -> tuple[int | None, dict[str, Any] | None]:
+        def read(client: Any, index: int, wait: float) -> tuple[int | None, Any]:
             if index:
-                raw, found = client.kv.get(full, index=index, wait=format_wait(wait))
+                raw, found = client.kv.get(path, recurse=recurse, index=index, wait=format_wait(wait))
             else:
-                raw, found = client.kv.get(full)
+                raw, found = client.kv.get(path, recurse=recurse)
             return header_index(raw), found
 
-        def handle(found: dict[str, Any] | None) -> bool:
+        def handle(found: Any) -> bool:
             nonlocal last
-            if found is None:
+            current = state(found)
+            if current is None:
                 watch.finish()  # the key was deleted: the watch ends
                 return False
-            pair = self._pair(found)
-            if pair != last:
-                last = pair
-                watch.emit(pair)
+            if current != last:
+                last = current
+                watch.emit(current)
             return True
 
         loop = BlockingLoop(
-            self.transport, watch, f"watch {full}", read, handle, index=header_index(index) or 0, wait=wait,
-            stopped=stopped,
-        )  # fmt: skip
-        loop.start(f"kvstore-consul-watch:{full}")
-        return watch
-
-    def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
-        below = self._below(directory)
-        index, items = self.transport.call(f"watch {below}*", lambda client: client.kv.get(below, recurse=True))
-        last = self._pairs(items)
-        watch, stopped = self._new_watch()
-        watch.emit(last)
-
-        def read(client: Any, index: int, wait: float) -> tuple[int | None, list[dict[str, Any]] | None]:
-            if index:
-                raw, found = client.kv.get(below, recurse=True, index=index, wait=format_wait(wait))
-            else:
-                raw, found = client.kv.get(below, recurse=True)
-            return header_index(raw), found
-
-        def handle(found: list[dict[str, Any]] | None) -> bool:
-            nonlocal last
-            pairs = self._pairs(found)
-            if pairs != last:
-                last = pairs
-                watch.emit(pairs)
-            return True
-
-        loop = BlockingLoop(
-            self.transport, watch, f"watch {below}*", read, handle, index=header_index(index) or 0,
+            self.transport, watch, f"watch {name}", read, handle, index=header_index(index) or 0,
             wait=self.watch_wait, stopped=stopped,
         )  # fmt: skip
-        loop.start(f"kvstore-consul-watch:{below}*")
+        loop.start(f"kvstore-consul-watch:{name}")
         return watch
 
     def _new_watch(self) -> tuple[Watch[Any], threading.Event]:
@@ -463,6 +454,7 @@ class ConsulStore(Store):
             self._watches.add(watch)
         return watch, stopped
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         full = self._full(key)
         index = 0 if previous is None else previous.last_index
@@ -519,6 +511,7 @@ class ConsulStore(Store):
             return KeyNotFoundError(f"key not found: {key}")
         return KeyModifiedError(f"key {key} was modified since index {previous.last_index}")
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         full = self._full(key)
         committed, _, _ = self.transport.txn(
@@ -529,6 +522,7 @@ class ConsulStore(Store):
             raise self._conflict(key, full, previous)
         self._leases.forget(self._leases.pop(full))
 
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         return ConsulLock(self, self._full(key), value, ttl if ttl is not None else self.lock_ttl)
 

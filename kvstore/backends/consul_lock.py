@@ -138,7 +138,7 @@ class ConsulLock(Lock):
         """Renew the session and watch the key until released, or until the lock is lost."""
         try:
             self._hold(session, session_ttl, stop)
-        except Exception:  # a bug: nobody renews any more, so the lock is as good as lost
+        except Exception:  # noqa: BLE001 - logged; after a bug nobody renews, so the lock is as good as lost
             _log.exception("keeping the lock %s failed", self._key)
         if stop.is_set():
             return

@@ -28,7 +28,6 @@ import contextlib
 import json
 import re
 import threading
-import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -42,6 +41,7 @@ import requests
 import urllib3
 
 from ..errors import InvalidArgumentError, KVStoreError, NotReachableError
+from .failover import Failover, Retry, Rotation
 
 T = TypeVar("T")
 
@@ -178,6 +178,20 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: What a request through python-consul2 may raise besides kvstore's own errors;
+#: :meth:`ConsulTransport._classify` says what each means.
+_FAILURES: tuple[type[Exception], ...] = (
+    requests.exceptions.RequestException,
+    consul.ConsulException,
+    _Unavailable,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    OSError,
+)
+
+
 def _status_of(exc: BaseException) -> int | None:
     match = re.match(r"(\d{3}) ", str(exc))
     return int(match.group(1)) if match else None
@@ -210,11 +224,17 @@ class ConsulTransport:
         self._auth = auth
         self._consistency = consistency
         self._datacenter = datacenter
-        self._current = 0
         self._closed = False
         #: The smallest session TTL the servers accept; learnt from their refusal.
         self.session_ttl_min = 0.0
         self._clients = [self._make_client(endpoint) for endpoint in self.endpoints]
+        self._index_of = {endpoint: index for index, endpoint in enumerate(self.endpoints)}
+        self._failover = Failover(
+            Rotation(self.endpoints),
+            catch=_FAILURES,
+            classify=self._classify,
+            closed=self._closed_error,
+        )
 
     # -- clients ----------------------------------------------------------------------
     def _make_client(self, endpoint: Endpoint) -> Any:
@@ -266,65 +286,52 @@ class ConsulTransport:
         ``read_timeout`` replaces ``connection_timeout`` as the time allowed for
         the answer (blocking queries wait on purpose). ``on_retry`` runs before
         each new attempt, e.g. so that a watch re-reads without blocking after
-        a reconnect.
+        a reconnect. The policy is :class:`~.failover.Failover`'s; what an
+        exception means is :meth:`_classify`'s.
         """
-        if self._closed:
-            raise KVStoreError("the consul store is closed")
-        deadline = time.monotonic() + self.timeout
-        attempts = 0
-        tls_failures = 0
-        last: KVStoreError | None = None
-        while True:
-            index = self._current
-            endpoint = self.endpoints[index]
-            remaining = max(0.05, deadline - time.monotonic())
-            try:
-                client = self._clients[index]
-                client.http.timeout = (min(self.timeout, remaining), read_timeout or self.timeout)
-                return request(client)
-            except KVStoreError:
-                raise
-            except requests.exceptions.SSLError as exc:
-                tls_failures += 1
-                last = NotReachableError(
-                    f"consul at {endpoint}: TLS handshake failed ({_reason(exc)}); "
-                    "check the CA, the client certificate and its key"
+        answer_within = read_timeout or self.timeout
+
+        def attempt(endpoint: Endpoint, timeout: float) -> T:
+            client = self._clients[self._index_of[endpoint]]
+            client.http.timeout = (timeout, answer_within)
+            return request(client)
+
+        classify = self._classify if idempotent else self._classify_once
+        return self._failover.call(what, attempt, self.timeout, classify=classify, on_retry=on_retry)
+
+    def _closed_error(self, _what: str) -> KVStoreError | None:
+        return KVStoreError("the consul store is closed") if self._closed else None
+
+    def _classify_once(self, exc: Exception, endpoint: Endpoint, what: str) -> Retry | KVStoreError:
+        """As :meth:`_classify`, for a request that must not be sent twice (it may have been applied)."""
+        return self._classify(exc, endpoint, what, idempotent=False)
+
+    def _classify(
+        self, exc: Exception, endpoint: Endpoint, what: str, *, idempotent: bool = True
+    ) -> Retry | KVStoreError:
+        """What a failed request means: the next address may answer (:class:`Retry`), or the error to raise."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            error = NotReachableError(
+                f"consul at {endpoint}: TLS handshake failed ({_reason(exc)}); "
+                "check the CA, the client certificate and its key"
+            )
+            return Retry(error, _reason(exc), tls=True)
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            if not idempotent and not _never_sent(exc):
+                return NotReachableError(
+                    f"consul at {endpoint}: connection lost during {what}, outcome unknown: {_reason(exc)}"
                 )
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                if not idempotent and not _never_sent(exc):
-                    raise NotReachableError(
-                        f"consul at {endpoint}: connection lost during {what}, outcome unknown: {_reason(exc)}"
-                    ) from None
-                last = NotReachableError(
-                    f"consul at {endpoint} not reachable ({what}): {_reason(exc)}{self._hint(exc)}"
-                )
-            except _Unavailable as exc:
-                last = NotReachableError(f"consul at {endpoint} cannot serve {what}: {exc}")
-            except consul.ConsulException as exc:
-                status = _status_of(exc)
-                if status in (500, 503) and "No cluster leader" in str(exc) and idempotent:
-                    last = NotReachableError(f"consul at {endpoint}: no cluster leader ({what})")
-                else:
-                    raise self._status_error(exc, what, endpoint) from None
-            except (ValueError, KeyError, TypeError, IndexError, requests.exceptions.RequestException) as exc:
-                raise KVStoreError(f"consul at {endpoint}: unexpected answer to {what}: {exc!r}") from None
-            except OSError as exc:  # e.g. a TLS file that went away
-                raise NotReachableError(f"consul at {endpoint}: {what} failed: {exc}") from None
-            attempts += 1
-            self._advance(index)
-            if self._closed:
-                raise KVStoreError("the consul store is closed")
-            if tls_failures >= len(self.endpoints):
-                raise last  # a certificate problem does not go away by waiting
-            now = time.monotonic()
-            if now >= deadline:
-                raise last
-            if attempts % len(self.endpoints) == 0:
-                # A whole round failed: pause (growing, bounded) before the next one.
-                pause = min(0.05 * 2 ** min(attempts // len(self.endpoints), 4), 0.5, deadline - now)
-                time.sleep(pause)
-            if on_retry is not None:
-                on_retry()
+            error = NotReachableError(f"consul at {endpoint} not reachable ({what}): {_reason(exc)}{self._hint(exc)}")
+            return Retry(error, _reason(exc))
+        if isinstance(exc, _Unavailable):
+            return Retry(NotReachableError(f"consul at {endpoint} cannot serve {what}: {exc}"), str(exc))
+        if isinstance(exc, consul.ConsulException):
+            if _status_of(exc) in (500, 503) and "No cluster leader" in str(exc) and idempotent:
+                return Retry(NotReachableError(f"consul at {endpoint}: no cluster leader ({what})"), str(exc))
+            return self._status_error(exc, what, endpoint)
+        if isinstance(exc, OSError) and not isinstance(exc, requests.exceptions.RequestException):
+            return NotReachableError(f"consul at {endpoint}: {what} failed: {exc}")  # e.g. a TLS file that went away
+        return KVStoreError(f"consul at {endpoint}: unexpected answer to {what}: {exc!r}")
 
     def _hint(self, exc: BaseException) -> str:
         """A guess at the cause when the server hung up without a word."""
@@ -334,10 +341,6 @@ class ConsulTransport:
         if self._scheme == "https":
             return "; the server hung up during TLS: does it accept this client certificate?"
         return "; the server hung up without answering: does it expect https (Config.tls)?"
-
-    def _advance(self, failed: int) -> None:
-        if self._current == failed:
-            self._current = (failed + 1) % len(self.endpoints)
 
     @staticmethod
     def _status_error(exc: Exception, what: str, endpoint: Endpoint) -> KVStoreError:
@@ -372,7 +375,7 @@ class ConsulTransport:
         def send(client: Any) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
             def answer(response: Any) -> tuple[bool, list[dict[str, Any]], list[dict[str, Any]]]:
                 if response.code not in (200, 409):
-                    consul.base.CB._status(response)  # raises the library's error for the status
+                    consul.base.CB._status(response)  # noqa: SLF001 - the library's own status-to-error mapping, as on every call
                     raise ValueError(f"status {response.code}")
                 data = json.loads(response.body)
                 return response.code == 200, list(data.get("Results") or []), list(data.get("Errors") or [])

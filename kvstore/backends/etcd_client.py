@@ -20,10 +20,11 @@ contract asks for:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 # gRPC's C core writes its own log lines to stderr (a failed TLS handshake
@@ -38,10 +39,22 @@ from etcd3 import etcdrpc  # type: ignore[import-untyped]
 from ..addresses import parse_host_port
 from ..errors import InvalidArgumentError, KVStoreError, NotReachableError
 from ..store import ClientTLS, Config
+from .failover import Failover, Retry, Rotation
+from .tls_files import read_tls_files
 
 T = TypeVar("T")
 
 DEFAULT_PORT = 2379
+
+#: etcd's event types (``mvccpb.Event.EventType``).
+PUT_EVENT = 0
+DELETE_EVENT = 1
+
+
+def lease_seconds(ttl: float) -> int:
+    """etcd leases count whole seconds: round up, so a key never vanishes early."""
+    return max(1, math.ceil(ttl))
+
 
 #: gRPC channel options.
 #: - Keepalive pings find a member that vanished without closing its sockets
@@ -109,24 +122,15 @@ _TLS_MARKERS = ("handshake", "tsi_", "ssl", "certificate")
 #: would otherwise keep the watch open and silently stale.
 _REQUIRE_LEADER = ("hasleader", "true")
 
-#: Each attempt of a call gets at least this long before we try another member
-#: (a healthy member answers in milliseconds; this only stops a tiny budget
-#: from being sliced into attempts too short for a loaded machine).
-MIN_ATTEMPT = 0.5
-
 
 def _code(exc: grpc.RpcError) -> Any:
-    try:
-        return exc.code()
-    except Exception:  # an RpcError that is not a Call: no code to read
-        return grpc.StatusCode.UNKNOWN
+    code = getattr(exc, "code", None)
+    return code() if callable(code) else grpc.StatusCode.UNKNOWN  # not a Call: no code to read
 
 
 def _details(exc: grpc.RpcError) -> str:
-    try:
-        return str(exc.details() or exc)
-    except Exception:
-        return str(exc)
+    details = getattr(exc, "details", None)
+    return str((details() if callable(details) else None) or exc)
 
 
 def is_tls_failure(details: str) -> bool:
@@ -158,14 +162,6 @@ def is_lease_not_found(exc: grpc.RpcError) -> bool:
     return bool(_code(exc) == grpc.StatusCode.NOT_FOUND and "lease" in _details(exc).lower())
 
 
-def _read(path: str, role: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise NotReachableError(f"etcd TLS: cannot read the {role} file {path!r}: {exc.strerror}") from None
-
-
 def channel_credentials(tls: ClientTLS) -> Any:
     """gRPC TLS credentials from kvstore's :class:`ClientTLS`, reading (and checking) the files now.
 
@@ -173,22 +169,12 @@ def channel_credentials(tls: ClientTLS) -> Any:
     file into an immediate error that names the file instead of a
     connection failure after the timeout.
     """
-    if bool(tls.cert_file) != bool(tls.key_file):
-        raise InvalidArgumentError("etcd TLS: cert_file and key_file go together (give both or neither)")
-    root = _read(tls.ca_cert_file, "CA certificate") if tls.ca_cert_file else None
-    key = _read(tls.key_file, "client key") if tls.key_file else None
-    chain = _read(tls.cert_file, "client certificate") if tls.cert_file else None
-    for data, role, path in (
-        (root, "CA certificate", tls.ca_cert_file),
-        (chain, "client certificate", tls.cert_file),
-    ):
-        if data is not None and b"-----BEGIN" not in data:
-            raise NotReachableError(f"etcd TLS: the {role} file {path!r} holds no PEM data")
-    if key is not None and b"PRIVATE KEY" not in key:
-        raise NotReachableError(f"etcd TLS: the client key file {tls.key_file!r} holds no PEM private key")
+    files = read_tls_files("etcd", tls, unreadable=NotReachableError)
     try:
-        return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
-    except Exception as exc:  # grpc validates lazily, but be safe
+        return grpc.ssl_channel_credentials(
+            root_certificates=files.ca, private_key=files.key, certificate_chain=files.cert
+        )
+    except (TypeError, ValueError) as exc:  # grpc checks little here, and lazily: be safe
         raise NotReachableError(f"etcd TLS: unusable certificate files: {exc}") from None
 
 
@@ -254,7 +240,9 @@ class Connection:
     One member is "current"; every call goes there. When it fails with a
     network-level error the call moves to the next member and tries again,
     until the call's budget (``connection_timeout``) is spent; the next
-    member then stays current, so later calls do not pay for the dead one.
+    member then stays current, so later calls do not pay for the dead one
+    (the policy is :class:`~.failover.Failover`'s; what a gRPC error means is
+    :meth:`_classify`'s).
     """
 
     def __init__(self, addrs: Sequence[str], config: Config) -> None:
@@ -271,35 +259,23 @@ class Connection:
         self._password = config.password
         self._token: str | None = None
         self._auth_lock = threading.Lock()
-        self._lock = threading.Lock()
-        # The first address is tried first: callers list members in the order
-        # they prefer (the nearest first), as with etcdctl's --endpoints.
-        self._current = 0
+        self._rotation = Rotation(self.endpoints)
+        self._failover = Failover(
+            self._rotation,
+            catch=(grpc.RpcError, ValueError),
+            classify=self._classify,
+            closed=self._closed_error,
+            out_of_budget=self._no_answer,
+        )
         self.closed = threading.Event()
 
     # -- which member ---------------------------------------------------------------
     def current(self) -> Endpoint:
-        return self.endpoints[self._current].open()
+        return self._rotation.current().open()
 
     def fail_over(self, endpoint: Endpoint) -> None:
         """``endpoint`` failed: make the next member current (unless another thread already did)."""
-        with self._lock:
-            if self.endpoints[self._current] is endpoint:
-                self._current = (self._current + 1) % len(self.endpoints)
-
-    def _attempt_timeout(self, budget: float, remaining: float) -> float:
-        """One attempt's share of the call's budget: a hung member must leave time to try the others.
-
-        The share is the budget divided among the members (never less than
-        :data:`MIN_ATTEMPT`), so a call whose first member hangs still has
-        time for every other one: with ``join``'s budget of one heartbeat,
-        a frozen or leaderless member costs a third of it, not all of it.
-        Every RPC of one attempt (a lease grant and its put) shares the
-        share (see :func:`time_left`).
-        """
-        if len(self.endpoints) == 1:
-            return remaining
-        return min(remaining, max(MIN_ATTEMPT, budget / len(self.endpoints)))
+        self._rotation.fail_over(endpoint)
 
     # -- auth -------------------------------------------------------------------------
     def metadata(self, endpoint: Endpoint, timeout: float, *extra: tuple[str, str]) -> Any:
@@ -336,52 +312,56 @@ class Connection:
         budget names the members that were tried (with what each answered
         last) and those there was no time left for.
         """
-        total = self.timeout if budget is None else budget
-        deadline = time.monotonic() + total
-        tls_failures: set[str] = set()
-        token_refreshes = 0
-        rounds = 0
-        tried: dict[str, tuple[int, str]] = {}  # target -> (attempts, last error), in the order tried
-        while True:
-            if self.closed.is_set():
-                raise KVStoreError(f"{what}: the etcd store is closed")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NotReachableError(self._no_answer(what, total, tried))
-            endpoint = self.current()
-            timeout = self._attempt_timeout(total, remaining)
-            try:
-                return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
-            except grpc.RpcError as exc:
-                code = _code(exc)
-                details = _details(exc)
-                if code == grpc.StatusCode.UNAUTHENTICATED and self._username and token_refreshes < 2:
-                    token_refreshes += 1
-                    self.forget_token()
-                    continue
-                if not is_retryable(code, details):
-                    raise map_rpc_error(exc, what) from None
-                tried[endpoint.target] = (tried.get(endpoint.target, (0, ""))[0] + 1, details)
-                if is_tls_failure(details):
-                    tls_failures.add(endpoint.target)
-                    if len(tls_failures) == len(self.endpoints):
-                        raise NotReachableError(
-                            f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
-                            f"that signed the server, and the client certificate one it accepts?): {details}"
-                        ) from None
-            except ValueError as exc:  # gRPC: "Cannot invoke RPC on closed channel!"
-                if self.closed.is_set():
-                    raise KVStoreError(f"{what}: the etcd store is closed") from None
-                raise KVStoreError(f"{what}: {exc}") from None
-            self.fail_over(endpoint)
-            rounds += 1
-            if rounds % len(self.endpoints) == 0:
-                # Every member failed once: give them a moment (an election
-                # takes about a second) instead of spinning.
-                pause = min(0.05 * 2 ** min(rounds // len(self.endpoints), 4), 0.5)
-                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
-    def _no_answer(self, what: str, budget: float, tried: dict[str, tuple[int, str]]) -> str:
+        def attempt(endpoint: Endpoint, timeout: float) -> T:
+            endpoint.open()
+            refreshes = 0
+            while True:
+                try:
+                    return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
+                except grpc.RpcError as exc:
+                    # A refused token (expired, or the member restarted): fetch a new one, here.
+                    if refreshes < 2 and self._username and _code(exc) == grpc.StatusCode.UNAUTHENTICATED:
+                        refreshes += 1
+                        self.forget_token()
+                        continue
+                    raise
+
+        return self._failover.call(what, attempt, self.timeout if budget is None else budget)
+
+    def range(self, what: str, key: bytes, range_end: bytes | None = None, **fields: Any) -> Any:
+        """One ``Range`` read of ``[key, range_end)`` (just ``key`` without ``range_end``); the raw answer."""
+        request = etcdrpc.RangeRequest(key=key, **fields)
+        if range_end is not None:
+            request.range_end = range_end
+
+        def invoke(endpoint: Endpoint, timeout: float, metadata: Any) -> Any:
+            return endpoint.kv.Range(request, timeout=timeout, metadata=metadata)
+
+        return self.call(what, invoke)
+
+    def _closed_error(self, what: str) -> KVStoreError | None:
+        return KVStoreError(f"{what}: the etcd store is closed") if self.closed.is_set() else None
+
+    def _classify(self, exc: Exception, endpoint: Endpoint, what: str) -> Retry | KVStoreError:
+        """What a failed attempt means: another member may answer (:class:`Retry`), or the error to raise."""
+        if isinstance(exc, ValueError):  # gRPC: "Cannot invoke RPC on closed channel!"
+            if self.closed.is_set():
+                return KVStoreError(f"{what}: the etcd store is closed")
+            return KVStoreError(f"{what}: {exc}")
+        code = _code(exc)
+        details = _details(exc)
+        if not is_retryable(code, details):
+            return map_rpc_error(exc, what)
+        if is_tls_failure(details):
+            error = NotReachableError(
+                f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
+                f"that signed the server, and the client certificate one it accepts?): {details}"
+            )
+            return Retry(error, details, tls=True)
+        return Retry(NotReachableError(f"{what}: etcd is not reachable: {details}"), details)
+
+    def _no_answer(self, what: str, budget: float, tried: Mapping[str, tuple[int, str]], _last: Retry) -> KVStoreError:
         """The error of a call that ran out of budget: only what really happened, member by member."""
 
         def attempts(target: str) -> str:
@@ -390,13 +370,17 @@ class Connection:
 
         untried = [e.target for e in self.endpoints if e.target not in tried]
         if not tried:
-            return f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})"
+            return NotReachableError(
+                f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})"
+            )
         if len(self.endpoints) == 1:
-            return f"{what}: etcd at {attempts(self.endpoints[0].target)} did not answer within {budget:g} s"
+            return NotReachableError(
+                f"{what}: etcd at {attempts(self.endpoints[0].target)} did not answer within {budget:g} s"
+            )
         message = f"{what}: no etcd member answered within {budget:g} s; tried {', '.join(map(attempts, tried))}"
         if untried:
             message += f"; no time was left to try {', '.join(untried)}"
-        return message
+        return NotReachableError(message)
 
     def close(self) -> None:
         self.closed.set()
@@ -438,6 +422,9 @@ class WatchStream:
         self._stop = threading.Event()
         self._mutex = threading.Lock()
         self._call: Any = None
+        #: Since when no stream could be opened (None while one runs), and the pause before the next try.
+        self._outage_since: float | None = None
+        self._pause = 0.05
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> WatchStream:
@@ -476,79 +463,94 @@ class WatchStream:
         done.wait()
 
     def _run(self) -> None:
-        outage_since: float | None = None
-        pause = 0.05
         while not self._stop.is_set():
-            endpoint = self._conn.current()
-            done = threading.Event()
-            failure: KVStoreError | None = None
-            try:
-                metadata = self._conn.metadata(endpoint, self._conn.timeout, _REQUIRE_LEADER)
-                call = endpoint.watch.Watch(self._requests(done), metadata=metadata)
-                with self._mutex:
-                    self._call = call
-                if self._stop.is_set():
-                    call.cancel()
-                for response in call:
-                    if response.created:
-                        outage_since, pause = None, 0.05
-                    if response.compact_revision:
-                        resume = self._on_compacted()
-                        if resume is None:
-                            self._stop.set()
-                            return
-                        self.next_revision = resume
-                        break
-                    if response.events:
-                        if not self._on_events(response.events):
-                            self._stop.set()
-                            return
-                        self.next_revision = response.events[-1].kv.mod_revision + 1
-                    elif not response.created and not response.canceled:
-                        # A progress notification: everything up to here was sent.
-                        self.next_revision = max(self.next_revision, response.header.revision + 1)
-                    if response.canceled:
-                        break  # e.g. the member lost its leader: open a new stream
-            except grpc.RpcError as exc:
-                if self._stop.is_set():
-                    return
-                code = _code(exc)
-                if code == grpc.StatusCode.UNAUTHENTICATED:
-                    self._conn.forget_token()
-                elif is_retryable(code, _details(exc)):
-                    self._conn.fail_over(endpoint)
-                else:
-                    failure = map_rpc_error(exc, "watch")
-            except NotReachableError:
-                self._conn.fail_over(endpoint)  # could not re-read after compaction, or auth timed out
-            except KVStoreError as exc:
-                failure = exc
-            except ValueError:  # the channel was closed under us: the store is closing
-                failure = KVStoreError("watch: the etcd store was closed")
-            except Exception as exc:  # a bug must end the watch loudly, not leave its reader blocked
-                failure = KVStoreError(f"watch: unexpected failure: {exc!r}")
-            finally:
-                done.set()
-                with self._mutex:
-                    call, self._call = self._call, None
-                if call is not None:
-                    with contextlib.suppress(Exception):
-                        call.cancel()
+            failure = self._stream_once(self._conn.current())
             if self._stop.is_set():
                 return
-            if failure is None and self._conn.closed.is_set():
-                failure = KVStoreError("watch: the etcd store was closed")
-            now = time.monotonic()
-            if outage_since is None:
-                outage_since = now
-            elif failure is None and now - outage_since > self._conn.timeout:
-                failure = NotReachableError(
-                    f"watch: no etcd member answered for {self._conn.timeout:g} s "
-                    f"({', '.join(e.target for e in self._conn.endpoints)})"
-                )
+            failure = failure or self._outage_failure()
             if failure is not None:
                 self._stop.set()
                 self._on_failure(failure)
                 return
-            self._stop.wait(pause)
-            pause = min(pause * 2, 0.5)
+            self._stop.wait(self._pause)
+            self._pause = min(self._pause * 2, 0.5)
+
+    def _stream_once(self, endpoint: Endpoint) -> KVStoreError | None:
+        """One etcd watch stream on ``endpoint``, read until it ends; the failure that ends the watch, if any."""
+        done = threading.Event()
+        try:
+            metadata = self._conn.metadata(endpoint, self._conn.timeout, _REQUIRE_LEADER)
+            call = endpoint.watch.Watch(self._requests(done), metadata=metadata)
+            with self._mutex:
+                self._call = call
+            if self._stop.is_set():
+                call.cancel()
+            for response in call:
+                if not self._take(response):
+                    break
+        except grpc.RpcError as exc:
+            return self._rpc_failure(exc, endpoint)
+        except NotReachableError:
+            self._conn.fail_over(endpoint)  # could not re-read after compaction, or auth timed out
+        except KVStoreError as exc:
+            return exc
+        except ValueError:  # the channel was closed under us: the store is closing
+            return KVStoreError("watch: the etcd store was closed")
+        except Exception as exc:  # noqa: BLE001 - a bug must end the watch loudly, not leave its reader blocked
+            return KVStoreError(f"watch: unexpected failure: {exc!r}")
+        finally:
+            done.set()
+            with self._mutex:
+                call, self._call = self._call, None
+            if call is not None:
+                with contextlib.suppress(Exception):
+                    call.cancel()
+        return None
+
+    def _take(self, response: Any) -> bool:
+        """Handle one answer of the stream; False once this stream is over (the watch may go on)."""
+        if response.created:
+            self._outage_since, self._pause = None, 0.05
+        if response.compact_revision:
+            resume = self._on_compacted()
+            if resume is None:
+                self._stop.set()
+            else:
+                self.next_revision = resume
+            return False
+        if response.events:
+            if not self._on_events(response.events):
+                self._stop.set()
+                return False
+            self.next_revision = response.events[-1].kv.mod_revision + 1
+        elif not response.created and not response.canceled:
+            # A progress notification: everything up to here was sent.
+            self.next_revision = max(self.next_revision, response.header.revision + 1)
+        return not response.canceled  # canceled: e.g. the member lost its leader; open a new stream
+
+    def _rpc_failure(self, exc: grpc.RpcError, endpoint: Endpoint) -> KVStoreError | None:
+        """A broken stream: the error that ends the watch, or None to open a new stream (elsewhere)."""
+        if self._stop.is_set():
+            return None
+        code = _code(exc)
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            self._conn.forget_token()
+        elif is_retryable(code, _details(exc)):
+            self._conn.fail_over(endpoint)
+        else:
+            return map_rpc_error(exc, "watch")
+        return None
+
+    def _outage_failure(self) -> KVStoreError | None:
+        """No stream for a while: the error that ends the watch once that outlasts the connection timeout."""
+        if self._conn.closed.is_set():
+            return KVStoreError("watch: the etcd store was closed")
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+        elif now - self._outage_since > self._conn.timeout:
+            return NotReachableError(
+                f"watch: no etcd member answered for {self._conn.timeout:g} s "
+                f"({', '.join(e.target for e in self._conn.endpoints)})"
+            )
+        return None

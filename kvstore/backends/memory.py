@@ -14,8 +14,8 @@ from typing import ClassVar
 
 from .. import keys
 from ..errors import KeyExistsError, KeyModifiedError, KeyNotFoundError
-from ..store import Config, KVPair, Lock, Store, Watch
-from ._local import ChangeSignal, LocalLock, start_polling_watch
+from ..store import Config, KVPair, Lock, Store, Watch, override
+from ._local import ChangeSignal, LocalLock, children_or_none, start_polling_watch
 
 
 class _Entry:
@@ -84,11 +84,13 @@ class MemoryStore(Store):
                 self._reaper_wake.wait(timeout)
 
     # -- the contract ------------------------------------------------------------
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         with self._mutex:
             self._write(key, value, ttl)
         self._changed()
 
+    @override
     def _get(self, key: str) -> KVPair:
         with self._mutex:
             entry = self._live(key)
@@ -96,12 +98,14 @@ class MemoryStore(Store):
                 raise KeyNotFoundError(f"key not found: {key}")
             return self._pair(key, entry)
 
+    @override
     def _delete(self, key: str) -> None:
         with self._mutex:
             removed = self._data.pop(key, None)
         if removed is not None:
             self._changed()
 
+    @override
     def _list(self, directory: str) -> list[KVPair]:
         with self._mutex:
             pairs = [
@@ -113,6 +117,7 @@ class MemoryStore(Store):
                 raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return sorted(pairs, key=lambda p: p.key)
 
+    @override
     def _delete_tree(self, directory: str) -> None:
         with self._mutex:
             doomed = [k for k in self._data if k == directory or keys.is_below(directory, k)]
@@ -121,18 +126,15 @@ class MemoryStore(Store):
         if doomed:
             self._changed()
 
-    def _children(self, directory: str) -> list[KVPair]:
-        try:
-            return self._list(directory)
-        except KeyNotFoundError:
-            return []
-
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
         return start_polling_watch(self._signal, lambda: self._get(key))
 
+    @override
     def _watch_tree(self, directory: str) -> Watch[list[KVPair]]:
-        return start_polling_watch(self._signal, lambda: self._children(directory))
+        return start_polling_watch(self._signal, lambda: children_or_none(self._list, directory))
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         with self._mutex:
             entry = self._live(key)
@@ -147,6 +149,7 @@ class MemoryStore(Store):
         self._changed()
         return pair
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         with self._mutex:
             entry = self._live(key)
@@ -157,6 +160,7 @@ class MemoryStore(Store):
             del self._data[key]
         self._changed()
 
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         return LocalLock(self, self._signal, key, value, ttl)
 

@@ -36,8 +36,8 @@ from ..errors import (
     NotReachableError,
 )
 from ..options import positive_number
-from ..store import Config, KVPair, Lock, Store, Watch
-from ._local import ChangeSignal, LocalLock, start_polling_watch
+from ..store import Config, KVPair, Lock, Store, Watch, override
+from ._local import ChangeSignal, LocalLock, children_or_none, start_polling_watch
 
 T = TypeVar("T")
 
@@ -170,9 +170,11 @@ class SQLiteStore(Store):
         return None if row is None else int(row[0])
 
     # -- the contract ------------------------------------------------------------
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         self._transaction(lambda conn, now: self._write(conn, now, key, value, ttl))
 
+    @override
     def _get(self, key: str) -> KVPair:
         full = self._full(key)
         with self._reading() as conn:
@@ -181,10 +183,12 @@ class SQLiteStore(Store):
             raise KeyNotFoundError(f"key not found: {key}")
         return self._pair(full, row[0], row[1])
 
+    @override
     def _delete(self, key: str) -> None:
         full = self._full(key)
         self._transaction(lambda conn, now: conn.execute("DELETE FROM kv WHERE key = ?", (full,)))
 
+    @override
     def _list(self, directory: str) -> list[KVPair]:
         condition, args = self._range(directory)
         now = time.time()
@@ -197,12 +201,7 @@ class SQLiteStore(Store):
                 raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return [self._pair(k, v, i) for k, v, i in rows]
 
-    def _children(self, directory: str) -> list[KVPair]:
-        try:
-            return self._list(directory)
-        except KeyNotFoundError:
-            return []
-
+    @override
     def _delete_tree(self, directory: str) -> None:
         condition, args = self._range(directory)
         full = self._full(directory)
@@ -212,14 +211,17 @@ class SQLiteStore(Store):
 
         self._transaction(body)
 
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
         self._ensure_monitor()
         return start_polling_watch(self._signal, lambda: self._get(key))
 
+    @override
     def _watch_tree(self, directory: str) -> Watch[list[KVPair]]:
         self._ensure_monitor()
-        return start_polling_watch(self._signal, lambda: self._children(directory))
+        return start_polling_watch(self._signal, lambda: children_or_none(self._list, directory))
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         full = self._full(key)
 
@@ -236,6 +238,7 @@ class SQLiteStore(Store):
 
         return self._transaction(body)
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         full = self._full(key)
 
@@ -249,6 +252,7 @@ class SQLiteStore(Store):
 
         self._transaction(body)
 
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         self._ensure_monitor()
         return LocalLock(self, self._signal, key, value, ttl or self._lock_ttl)

@@ -45,9 +45,13 @@ How the contract maps onto znodes
   of every lock it held there.
 * **Watches** are ZooKeeper's one-shot watches re-armed on every read (see
   ``zookeeper_watch``); they survive reconnects and session expiry.
-* **Locks** are the ephemeral znode ``key`` itself, created atomically with the
-  lock's value, so ``get(key).value`` names the holder (Swarm's leader
-  election reads it); waiters watch for its deletion (see ``zookeeper_lock``).
+* **Locks** follow the layout of Docker's libkv (go-zookeeper's lock recipe), so
+  Go Swarm managers and kvstore share one leader key: the key is a persistent
+  znode, contenders are ephemeral sequential children ``_c_<guid>-lock-<seq>``
+  below it, the lowest holds the lock and each waiter watches the one before
+  it. The holder writes its value as the key's data, so ``get(key).value``
+  names the holder (Swarm's leader election reads it); releasing clears it
+  (the key is then a bare parent). See ``zookeeper_lock``.
 * **TLS**: ``Config.tls`` connects to the server's ``secureClientPort`` (Netty,
   ``ssl.clientAuth=need``) with kazoo's ``use_ssl``/``ca``/``certfile``/
   ``keyfile``; the server's certificate must name the host dialled (option
@@ -102,8 +106,9 @@ from ..errors import (
     NotReachableError,
 )
 from ..options import positive_number
-from ..store import Config, KVPair, Lock, Store, Watch
-from .zookeeper_lock import ZooKeeperLock
+from ..store import Config, KVPair, Lock, Store, Watch, override
+from .tls_files import read_tls_files
+from .zookeeper_lock import LocalQueue, ZooKeeperLock
 from .zookeeper_session import (
     RENEWED,
     Node,
@@ -112,7 +117,7 @@ from .zookeeper_session import (
     translate_errors,
     walk,
 )
-from .zookeeper_watch import KeyWatcher, TreeWatcher, _Watcher
+from .zookeeper_watch import KeyWatcher, TreeWatcher, Watcher
 
 T = TypeVar("T")
 
@@ -120,17 +125,6 @@ DEFAULT_PORT = 2181
 DEFAULT_SESSION_TIMEOUT = 10.0
 
 _log = logging.getLogger("kvstore.zookeeper")
-
-
-class _Slot:
-    """One per key and store: the store's own contenders for a lock queue here, not in ZooKeeper.
-
-    All threads of a store share its sessions, so ZooKeeper cannot tell them
-    apart; queueing them locally keeps "whose create was it" unambiguous.
-    """
-
-    def __init__(self) -> None:
-        self.mutex = threading.Lock()
 
 
 class ZooKeeperStore(Store):
@@ -170,20 +164,20 @@ class ZooKeeperStore(Store):
         self._fence = False
         #: ttl keys this store wrote, by key: (the session that owns them, their value).
         self._owned: dict[str, tuple[Session, bytes]] = {}
-        self._watchers: set[_Watcher[Any]] = set()
+        self._watchers: set[Watcher[Any]] = set()
         self._locks: weakref.WeakSet[ZooKeeperLock] = weakref.WeakSet()
-        self._slots: weakref.WeakValueDictionary[str, _Slot] = weakref.WeakValueDictionary()
+        self._queues: weakref.WeakValueDictionary[str, LocalQueue] = weakref.WeakValueDictionary()
         self._main = self._open_session(self.session_timeout, "main")
         self._sessions: dict[float, Session] = {self.session_timeout: self._main}
 
     # -- sessions -----------------------------------------------------------------------
     def _open_session(self, timeout: float, label: str) -> Session:
         session = Session(self._hosts, timeout, tls=self._tls, auth=self._auth, default_acl=self._acl, label=label)
-        session.start(self._deadline())
+        session.start(self.deadline())
         session.subscribe(lambda kind: self._on_session(session, kind))
         return session
 
-    def _session_for(self, ttl: float | None) -> Session:
+    def session_for(self, ttl: float | None) -> Session:
         """The session whose timeout is the longest not above ``ttl`` (a new one if none is)."""
         if ttl is None:
             return self._main
@@ -220,9 +214,9 @@ class ZooKeeperStore(Store):
             path = self._path(key)
             try:
                 with translate_errors(f"re-create {key}"):
-                    node = self._create(session, path, value, ephemeral=True, deadline=self._deadline())
+                    node = self._create(session, path, value, ephemeral=True, deadline=self.deadline())
                     if node is None:  # written meanwhile: ours only if this session owns it now
-                        now = session.get(path, self._deadline(), key)
+                        now = session.get(path, self.deadline(), key)
                         if now is None or now.owner != session.current_session_id():
                             self._disown(key, session)
             except KeyNotFoundError:
@@ -230,7 +224,8 @@ class ZooKeeperStore(Store):
             except KVStoreError as exc:
                 _log.warning("zk: could not re-create ttl key %s after session expiry: %s", key, exc)
 
-    def _deadline(self) -> float:
+    def deadline(self) -> float:
+        """When a call begun now must have got through (``connection_timeout`` from now)."""
         return time.monotonic() + self.connection_timeout
 
     def _reader(self) -> Session:
@@ -240,7 +235,8 @@ class ZooKeeperStore(Store):
             self._main.client.sync_async("/")  # same session: the read after it waits for it
         return self._main
 
-    def _wrote_through(self, session: Session) -> None:
+    def wrote_through(self, session: Session) -> None:
+        """A write went through ``session``: if that is not the main one, the next read syncs first."""
         if session is not self._main:
             self._fence = True
 
@@ -267,8 +263,12 @@ class ZooKeeperStore(Store):
                 del self._owned[key]
 
     # -- znode operations shared by the calls ---------------------------------------------
-    def _make_parents(self, session: Session, path: str, deadline: float) -> None:
-        """Create every missing ancestor of ``path`` as a bare parent (null data), in one round trip."""
+    def make_parents(self, session: Session, path: str, deadline: float) -> None:
+        """Create every missing ancestor of ``path`` as a bare parent (null data), in one round trip.
+
+        With :meth:`session_for`, :meth:`deadline`, :meth:`wrote_through` and
+        :meth:`local_queue`, this is what the store's locks use of it.
+        """
         parts = path.strip("/").split("/")[:-1]
         pending = [session.client.create_async("/" + "/".join(parts[: i + 1]), None) for i in range(len(parts))]
         for result in pending:
@@ -298,11 +298,11 @@ class ZooKeeperStore(Store):
                 except NodeExistsError:
                     return None
                 except NoNodeError:
-                    self._make_parents(session, path, deadline)
+                    self.make_parents(session, path, deadline)
             raise KVStoreError(f"{path}: its parents keep vanishing (a concurrent delete_tree?)")
 
         node = session.run(attempt, deadline, f"create {path}", idempotent=idempotent)
-        self._wrote_through(session)
+        self.wrote_through(session)
         return node
 
     def _replace(
@@ -325,7 +325,7 @@ class ZooKeeperStore(Store):
             return Node.of(value, results[2])
 
         node = session.run(attempt, deadline, f"replace {path}", idempotent=False)
-        self._wrote_through(session)
+        self.wrote_through(session)
         return node
 
     def _read(self, session: Session, path: str, deadline: float) -> Node | None:
@@ -351,12 +351,13 @@ class ZooKeeperStore(Store):
         return node
 
     # -- the contract -----------------------------------------------------------------------
+    @override
     def _put(self, key: str, value: bytes, ttl: float | None, is_dir: bool) -> None:
         # is_dir needs nothing: any znode can have children.
         with translate_errors(f"put {key}"):
-            session = self._session_for(ttl)
+            session = self.session_for(ttl)
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             if ttl is None:
                 self._put_permanent(session, path, value, deadline)
                 self._disown(key)
@@ -393,7 +394,7 @@ class ZooKeeperStore(Store):
             try:
                 stat = session.set(path, value, deadline, f"put {key}")
                 if stat.ephemeralOwner == session.current_session_id():
-                    self._wrote_through(session)
+                    self.wrote_through(session)
                     return
             except NoNodeError:
                 pass
@@ -405,7 +406,7 @@ class ZooKeeperStore(Store):
                         return
                 elif node.owner == session.current_session_id():
                     session.set(path, value, deadline, f"put {key}", version=node.version)
-                    self._wrote_through(session)
+                    self.wrote_through(session)
                     return
                 else:
                     self._replace(session, path, value, node.version, ephemeral=True, deadline=deadline)
@@ -413,17 +414,19 @@ class ZooKeeperStore(Store):
             except (BadVersionError, NoNodeError, OutcomeUnknown):
                 continue  # changed meanwhile: look again
 
+    @override
     def _get(self, key: str) -> KVPair:
         with translate_errors(f"get {key}"):
-            node = self._read(self._reader(), self._path(key), self._deadline())
+            node = self._read(self._reader(), self._path(key), self.deadline())
         if node is None or node.data is None:
             raise KeyNotFoundError(f"key not found: {key}")
         return KVPair(key, node.data, node.mzxid)
 
+    @override
     def _delete(self, key: str) -> None:
         with translate_errors(f"delete {key}"):
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             while True:
                 try:
                     self._main.delete(path, deadline, f"delete {key}")
@@ -440,11 +443,12 @@ class ZooKeeperStore(Store):
                 self._disown(key)
                 return
 
+    @override
     def _list(self, directory: str) -> builtins.list[KVPair]:
         with translate_errors(f"list {directory or '/'}"):
             session = self._reader()
             root = self._path(directory)
-            deadline = self._deadline()
+            deadline = self.deadline()
             found = session.run(lambda: walk(session, root, deadline), deadline, f"list {directory}")
             pairs = []
             if found is not None:
@@ -456,10 +460,11 @@ class ZooKeeperStore(Store):
                     raise KeyNotFoundError(f"directory not found: {directory or '/'}")
         return sorted(pairs, key=lambda pair: pair.key)
 
+    @override
     def _delete_tree(self, directory: str) -> None:
         with translate_errors(f"delete_tree {directory or '/'}"):
             root = self._path(directory)
-            deadline = self._deadline()
+            deadline = self.deadline()
             session = self._main
             for _ in range(20):
                 found = session.run(lambda: walk(session, root, deadline), deadline, f"delete_tree {directory}")
@@ -495,15 +500,17 @@ class ZooKeeperStore(Store):
 
         return session.run(attempt, deadline, "delete_tree")
 
+    @override
     def _watch(self, key: str) -> Watch[KVPair]:
         watcher = KeyWatcher(self._reader(), self.connection_timeout, key, self._path(key))
         return self._start_watcher(watcher)
 
+    @override
     def _watch_tree(self, directory: str) -> Watch[builtins.list[KVPair]]:
         watcher = TreeWatcher(self._reader(), self.connection_timeout, directory, self._path(directory), self._key_of)
         return self._start_watcher(watcher)
 
-    def _start_watcher(self, watcher: _Watcher[T]) -> Watch[T]:
+    def _start_watcher(self, watcher: Watcher[T]) -> Watch[T]:
         with self._mutex:
             if self._closed:
                 raise NotReachableError("the store is closed")
@@ -520,11 +527,12 @@ class ZooKeeperStore(Store):
             ended()
             raise
 
+    @override
     def _atomic_put(self, key: str, value: bytes, previous: KVPair | None, ttl: float | None) -> KVPair:
         with translate_errors(f"atomic_put {key}"):
-            session = self._session_for(ttl)
+            session = self.session_for(ttl)
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             ephemeral = ttl is not None
             node = (
                 self._create_only(session, key, path, value, ephemeral, deadline)
@@ -561,10 +569,19 @@ class ZooKeeperStore(Store):
                 if ephemeral:
                     return self._replace(session, path, value, existing.version, ephemeral=True, deadline=deadline)
                 stat = session.set(path, value, deadline, key, version=existing.version, idempotent=False)
-                self._wrote_through(session)
+                self.wrote_through(session)
                 return Node.of(value, stat)
             except (BadVersionError, NoNodeError, OutcomeUnknown):
                 continue
+
+    def _still_at(self, session: Session, key: str, path: str, previous: KVPair, deadline: float) -> Node:
+        """The key's znode, if it is still at ``previous``; else why not, as the contract's error."""
+        current = self._read(session, path, deadline)
+        if current is None or current.data is None:
+            raise KeyNotFoundError(f"key not found: {key}")
+        if current.mzxid != previous.last_index:
+            raise KeyModifiedError(f"key modified: {key}")
+        return current
 
     def _swap(
         self,
@@ -577,49 +594,38 @@ class ZooKeeperStore(Store):
         deadline: float,
     ) -> Node:
         while True:
-            current = self._read(session, path, deadline)
-            if current is None or current.data is None:
-                raise KeyNotFoundError(f"key not found: {key}")
-            if current.mzxid != previous.last_index:
-                raise KeyModifiedError(f"key modified: {key}")
+            current = self._still_at(session, key, path, previous, deadline)
             before = session.client.last_zxid
             same_kind = current.owner == 0 if not ephemeral else current.owner == session.current_session_id()
             try:
                 if same_kind:
                     stat = session.set(path, value, deadline, key, version=current.version, idempotent=False)
-                    self._wrote_through(session)
+                    self.wrote_through(session)
                     return Node.of(value, stat)
                 return self._replace(session, path, value, current.version, ephemeral=ephemeral, deadline=deadline)
-            except BadVersionError:
-                raise KeyModifiedError(f"key modified: {key}") from None
-            except NoNodeError:
-                raise KeyNotFoundError(f"key not found: {key}") from None
+            except (BadVersionError, NoNodeError) as exc:
+                raise _guard_failed(exc, key) from None
             except OutcomeUnknown:
                 node = self._landed(session, path, value, before, ephemeral=ephemeral, deadline=deadline)
                 if node is not None:
                     return node
                 # Not ours: the loop reads again and reports what happened instead.
 
+    @override
     def _atomic_delete(self, key: str, previous: KVPair) -> None:
         with translate_errors(f"atomic_delete {key}"):
             session = self._reader()
             path = self._path(key)
-            deadline = self._deadline()
+            deadline = self.deadline()
             while True:
-                current = self._read(session, path, deadline)
-                if current is None or current.data is None:
-                    raise KeyNotFoundError(f"key not found: {key}")
-                if current.mzxid != previous.last_index:
-                    raise KeyModifiedError(f"key modified: {key}")
+                current = self._still_at(session, key, path, previous, deadline)
                 try:
                     try:
                         session.delete(path, deadline, key, version=current.version, idempotent=False)
                     except NotEmptyError:  # keys below it: keep the znode as their bare parent
                         session.set(path, None, deadline, key, version=current.version, idempotent=False)
-                except BadVersionError:
-                    raise KeyModifiedError(f"key modified: {key}") from None
-                except NoNodeError:
-                    raise KeyNotFoundError(f"key not found: {key}") from None
+                except (BadVersionError, NoNodeError) as exc:
+                    raise _guard_failed(exc, key) from None
                 except OutcomeUnknown:
                     after = self._read(session, path, deadline)
                     if after is not None and after.data is not None and after.mzxid == current.mzxid:
@@ -628,19 +634,21 @@ class ZooKeeperStore(Store):
                 self._disown(key)
                 return
 
+    @override
     def _new_lock(self, key: str, value: bytes, ttl: float | None) -> Lock:
         lock = ZooKeeperLock(self, key, self._path(key), value, ttl)
         with self._mutex:
             self._locks.add(lock)
         return lock
 
-    def _slot(self, key: str) -> _Slot:
+    def local_queue(self, key: str) -> LocalQueue:
+        """The queue this store's own contenders for the lock at ``key`` wait in (one per key, shared)."""
         with self._mutex:
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = _Slot()
-                self._slots[key] = slot
-            return slot
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = LocalQueue()
+                self._queues[key] = queue
+            return queue
 
     def close(self) -> None:
         with self._mutex:
@@ -662,17 +670,23 @@ class ZooKeeperStore(Store):
         return self._closed
 
 
+def _guard_failed(exc: BadVersionError | NoNodeError, key: str) -> KVStoreError:
+    """A write guarded by the version read failed: the contract's error for why."""
+    if isinstance(exc, BadVersionError):
+        return KeyModifiedError(f"key modified: {key}")
+    return KeyNotFoundError(f"key not found: {key}")
+
+
 def _tls_arguments(config: Config, options: dict[str, str]) -> dict[str, Any]:
     """kazoo's TLS arguments for ``config.tls``, after checking the files load (a clear error now,
     rather than kazoo retrying a connection that can never work)."""
     tls = config.tls
     if tls is None:
         return {}
+    read_tls_files("zk", tls, key_may_be_in_cert=True)
     cert, key, ca = tls.cert_file, tls.key_file, tls.ca_cert_file
-    if key and not cert:
-        raise InvalidArgumentError("zk TLS: a key_file needs its cert_file")
     check_hostname = options.get("tls_check_hostname", "true").lower() not in ("false", "0", "no")
-    try:
+    try:  # the files are PEM; do they load, and does the key fit the certificate?
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if ca:
             context.load_verify_locations(cafile=ca)

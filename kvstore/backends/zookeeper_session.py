@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -108,6 +109,41 @@ class Node:
         return cls(data, stat.mzxid, stat.czxid, stat.version, stat.ephemeralOwner, stat.numChildren)
 
 
+#: kazoo's exceptions (and the socket's) in the order they are tested (a subclass before its base):
+#: each with the kvstore error it becomes, made from the call's description and the exception.
+_MEANINGS: tuple[tuple[tuple[type[BaseException], ...], Callable[[str, BaseException], KVStoreError]], ...] = (
+    ((NoNodeError,), lambda what, _exc: KeyNotFoundError(f"{what}: not found")),
+    ((NodeExistsError,), lambda what, _exc: KeyExistsError(f"{what}: already exists")),
+    ((BadVersionError,), lambda what, _exc: KeyModifiedError(f"{what}: modified meanwhile")),
+    (
+        (NoChildrenForEphemeralsError,),
+        lambda what, _exc: CallNotSupportedError(
+            f"{what}: ZooKeeper cannot keep keys below a key written with a ttl (an ephemeral node)"
+        ),
+    ),
+    (
+        (NotEmptyError,),
+        lambda what, _exc: CallNotSupportedError(
+            f"{what}: ZooKeeper cannot give a ttl to a key that has keys below it (an ephemeral node has no children)"
+        ),
+    ),
+    (
+        (BadArgumentsError, ValueError),
+        lambda what, exc: InvalidArgumentError(f"{what}: ZooKeeper rejected the key or value ({exc!r})"),
+    ),
+    (
+        (NoAuthError, InvalidACLError),
+        lambda what, exc: KVStoreError(f"{what}: permission denied by ZooKeeper ({type(exc).__name__})"),
+    ),
+    ((ConnectionClosedError,), lambda what, _exc: NotReachableError(f"{what}: the store is closed")),
+    (
+        (*RETRYABLE, AuthFailedError, KazooTimeoutError, OutcomeUnknown, OSError),
+        lambda what, exc: NotReachableError(f"{what}: ZooKeeper not reachable ({exc!r})"),
+    ),
+    ((KazooException,), lambda what, exc: KVStoreError(f"{what}: ZooKeeper error {exc!r}")),
+)
+
+
 def kvstore_error(exc: BaseException, what: str) -> KVStoreError | None:
     """The kvstore error for a kazoo (or socket) exception; None for anything else.
 
@@ -117,30 +153,9 @@ def kvstore_error(exc: BaseException, what: str) -> KVStoreError | None:
     """
     if isinstance(exc, KVStoreError):
         return exc
-    if isinstance(exc, NoNodeError):
-        return KeyNotFoundError(f"{what}: not found")
-    if isinstance(exc, NodeExistsError):
-        return KeyExistsError(f"{what}: already exists")
-    if isinstance(exc, BadVersionError):
-        return KeyModifiedError(f"{what}: modified meanwhile")
-    if isinstance(exc, NoChildrenForEphemeralsError):
-        return CallNotSupportedError(
-            f"{what}: ZooKeeper cannot keep keys below a key written with a ttl (an ephemeral node)"
-        )
-    if isinstance(exc, NotEmptyError):
-        return CallNotSupportedError(
-            f"{what}: ZooKeeper cannot give a ttl to a key that has keys below it (an ephemeral node has no children)"
-        )
-    if isinstance(exc, (BadArgumentsError, ValueError)):
-        return InvalidArgumentError(f"{what}: ZooKeeper rejected the key or value ({exc!r})")
-    if isinstance(exc, (NoAuthError, InvalidACLError)):
-        return KVStoreError(f"{what}: permission denied by ZooKeeper ({type(exc).__name__})")
-    if isinstance(exc, ConnectionClosedError):
-        return NotReachableError(f"{what}: the store is closed")
-    if isinstance(exc, (*RETRYABLE, AuthFailedError, KazooTimeoutError, OutcomeUnknown, OSError)):
-        return NotReachableError(f"{what}: ZooKeeper not reachable ({exc!r})")
-    if isinstance(exc, KazooException):
-        return KVStoreError(f"{what}: ZooKeeper error {exc!r}")
+    for kinds, meaning in _MEANINGS:
+        if isinstance(exc, kinds):
+            return meaning(what, exc)
     return None
 
 
@@ -216,7 +231,7 @@ def _cap_connect_waits(client: Any, limit: float) -> None:
             kwargs["timeout"] = min(kwargs["timeout"], limit)
         return create_connection(*args, **kwargs)
 
-    connection._invoke = capped_invoke
+    connection._invoke = capped_invoke  # noqa: SLF001 - kazoo offers no setting for it; checked above
     handler.create_connection = capped_create_connection
 
 
@@ -314,7 +329,7 @@ class Session:
         for callback in subscribers:
             try:
                 callback(kind)
-            except Exception:  # a subscriber's bug must not kill kazoo's connection thread
+            except Exception:  # noqa: BLE001 - logged; a subscriber's bug must not kill kazoo's connection thread
                 _log.exception("zk session subscriber failed")
 
     def unreachable(self, what: str) -> NotReachableError:
@@ -442,6 +457,16 @@ class Session:
 
     def delete(self, path: str, deadline: float, what: str, *, version: int = -1, idempotent: bool = True) -> None:
         self.call(lambda c: c.delete_async(path, version), deadline, what, idempotent=idempotent)
+
+
+def drain(inbox: queue.SimpleQueue[object], timeout: float) -> list[object]:
+    """What arrived in ``inbox``: the first item waited for up to ``timeout`` seconds, then all the rest."""
+    items: list[object] = []
+    with contextlib.suppress(queue.Empty):
+        items.append(inbox.get(timeout=timeout))
+        while True:
+            items.append(inbox.get_nowait())
+    return items
 
 
 def parent_of(path: str) -> str:

@@ -16,7 +16,6 @@ under a key that had none), and the directory itself an existence watch.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -35,6 +34,7 @@ from .zookeeper_session import (
     OutcomeUnknown,
     Session,
     child_path,
+    drain,
     kvstore_error,
     parent_of,
     read_nodes,
@@ -65,7 +65,7 @@ class _Resync:
     """Inbox marker: the connection is back; re-read everything and re-arm every watch."""
 
 
-class _Watcher(Generic[T]):
+class Watcher(Generic[T]):
     """The thread behind one :class:`Watch`: reads kazoo's events from an inbox, emits states."""
 
     def __init__(self, session: Session, connection_timeout: float, name: str) -> None:
@@ -107,7 +107,7 @@ class _Watcher(Generic[T]):
             self._loop()
         except KVStoreError as exc:
             self.watch.fail(exc)
-        except Exception as exc:  # translated: no client exception reaches the reader
+        except Exception as exc:  # noqa: BLE001 - translated: no client exception reaches the reader
             self.watch.fail(kvstore_error(exc, self.name) or KVStoreError(f"{self.name}: {exc!r}"))
         finally:
             self.session.unsubscribe(self.on_session)
@@ -115,11 +115,7 @@ class _Watcher(Generic[T]):
 
     def _loop(self) -> None:
         while True:
-            batch: list[object] = []
-            with contextlib.suppress(queue.Empty):
-                batch.append(self.inbox.get(timeout=_TICK))
-                while True:
-                    batch.append(self.inbox.get_nowait())
+            batch = drain(self.inbox, _TICK)
             if self.ended or self.watch.closed or any(isinstance(item, _Close) for item in batch):
                 return
             events = [item for item in batch if not isinstance(item, _Resync)]
@@ -127,26 +123,32 @@ class _Watcher(Generic[T]):
                 # kazoo dropped every watch with the connection: all must be re-armed.
                 self._needs_resync = True
             if not self.session.connected:
-                if self.session.disconnected_for() > self.connection_timeout:
-                    raise NotReachableError(
-                        f"{self.name}: ZooKeeper at {self.session.hosts} unreachable for more than "
-                        f"{self.connection_timeout} s"
-                    )
-                if events:
-                    self._needs_resync = True
+                self._check_outage(events)
                 continue
-            if not events and not self._needs_resync:
-                continue
-            try:
-                if self._needs_resync:
-                    self._needs_resync = False
-                    self.resync()
-                else:
-                    self.handle([e for e in events if _kind(e) != EventType.NONE])
-            except (NotReachableError, OutcomeUnknown):
-                self._needs_resync = True  # the connection dropped meanwhile: start over once back
+            if events or self._needs_resync:
+                self._catch_up(events)
             if self.ended:
                 return
+
+    def _check_outage(self, events: list[object]) -> None:
+        """Disconnected: give up once that lasted past the connection timeout; else re-read once back."""
+        if self.session.disconnected_for() > self.connection_timeout:
+            raise NotReachableError(
+                f"{self.name}: ZooKeeper at {self.session.hosts} unreachable for more than {self.connection_timeout} s"
+            )
+        if events:
+            self._needs_resync = True
+
+    def _catch_up(self, events: list[object]) -> None:
+        """Connected, with news: re-read everything if watches were lost, else handle the events."""
+        try:
+            if self._needs_resync:
+                self._needs_resync = False
+                self.resync()
+            else:
+                self.handle([e for e in events if _kind(e) != EventType.NONE])
+        except (NotReachableError, OutcomeUnknown):
+            self._needs_resync = True  # the connection dropped meanwhile: start over once back
 
     # -- what a kind of watch defines ---------------------------------------------------
     ended = False
@@ -160,7 +162,7 @@ class _Watcher(Generic[T]):
         raise NotImplementedError
 
 
-class KeyWatcher(_Watcher[KVPair]):
+class KeyWatcher(Watcher[KVPair]):
     """``watch(key)``: the value first, then every change; ends when the key is deleted.
 
     The common case takes a short cut: a watch event, while connected, is
@@ -187,8 +189,8 @@ class KeyWatcher(_Watcher[KVPair]):
         ):
             try:
                 pending = self.session.client.get_async(self.path, self.on_event)
-            except Exception:
-                self.inbox.put(event)  # the thread will sort it out
+            except Exception:  # noqa: BLE001 - in kazoo's thread, which must not die; ours sorts it out
+                self.inbox.put(event)
                 return
             pending.rawlink(self._answered)
             return
@@ -200,7 +202,7 @@ class KeyWatcher(_Watcher[KVPair]):
             data, stat = pending.get(block=False)
         except NoNodeError:
             data, stat = None, None
-        except Exception:
+        except Exception:  # noqa: BLE001 - in kazoo's thread, which must not die; ours re-reads
             self.inbox.put(_Resync())
             return
         self._apply(data, stat)
@@ -235,7 +237,7 @@ class KeyWatcher(_Watcher[KVPair]):
             self.resync()
 
 
-class TreeWatcher(_Watcher[list[KVPair]]):
+class TreeWatcher(Watcher[list[KVPair]]):
     """``watch_tree(directory)``: the sorted keys below it, again after every change at any depth."""
 
     def __init__(

@@ -144,7 +144,7 @@ class ZooKeeperServer:
             f"maxSessionTimeout={MAX_SESSION_MS}",
             f"dataDir={self.data_dir}",
             "admin.enableServer=false",
-            "4lw.commands.whitelist=srvr,stat,ruok,mntr",
+            "4lw.commands.whitelist=srvr,stat,ruok,mntr,wchp",
             # Don't wait for disk syncs: test data need not survive a power cut.
             "forceSync=no",
             # Every test client comes from 127.0.0.1; ZooKeeper's default of 60
