@@ -261,6 +261,23 @@ def test_dangling_volumes_as_the_engine_reads_the_filter(node: dk.DockerNode, ma
         node.docker("volume", "rm", "d-free", "d-used")
 
 
+def test_an_ambiguous_id_prefix_is_answered_as_the_engine_answers_it(node: dk.DockerNode, manager: Manager) -> None:
+    """Two containers whose IDs start alike: the shared prefix is dockerd's 500, in its words."""
+    made: list[str] = []
+    try:
+        while not (shared := {i[0] for i in made if sum(j[0] == i[0] for j in made) > 1}):
+            made.append(node.docker("create", dk.IMAGE, "true").stdout.decode().strip())
+        prefix = shared.pop()
+        manager.wait_nodes({"vnode1": "Healthy"})
+        engine = send(node.addr, "GET", f"/v1.41/containers/{prefix}/json")
+        assert engine == (500, f"Multiple IDs found with provided prefix: {prefix}")
+        assert wait_until_equal(
+            lambda: [str(send(manager.addr, "GET", f"/v1.41/containers/{prefix}/json"))], [str(engine)]
+        )
+    finally:
+        node.docker("rm", "-f", *made)
+
+
 def raw_exchange(addr: str, request: bytes) -> bytes:
     """``request`` written as it is on a new connection; what comes back until the server closes or pauses."""
     host, port = addr.split(":")

@@ -140,7 +140,7 @@ class Cluster:
             return named[0]
         prefixed = [(e, cid) for e in engines if ref for cid in e.container_ids_with_prefix(ref)]
         if len(prefixed) > 1:
-            raise LookupError_(409, f"Conflict: multiple containers match the ID prefix {ref}")
+            raise LookupError_(500, f"Multiple IDs found with provided prefix: {ref}")  # dockerd's words and status
         if prefixed:
             return prefixed[0]
         raise LookupError_(404, f"No such container: {ref}")

@@ -14,16 +14,20 @@ class EventBus:
 
     def __init__(self, backlog: int = 1000) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
+        #: Subscribers that are not ``/events`` clients (the dashboard): not counted as listeners.
+        self._observers: set[asyncio.Queue[Event]] = set()
         self._backlog = backlog
         self._history: collections.deque[Event] = collections.deque(maxlen=backlog)
 
-    def subscribe(self) -> asyncio.Queue[Event]:
+    def subscribe(self, *, listener: bool = True) -> asyncio.Queue[Event]:
+        """A queue of every event from now on; ``listener=False`` for one ``/info`` should not count."""
         queue: asyncio.Queue[Event] = asyncio.Queue(self._backlog)
-        self._subscribers.add(queue)
+        (self._subscribers if listener else self._observers).add(queue)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self._subscribers.discard(queue)
+        self._observers.discard(queue)
 
     @property
     def subscribers(self) -> int:
@@ -36,7 +40,7 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         self._history.append(event)
-        for queue in self._subscribers:
+        for queue in (*self._subscribers, *self._observers):
             if queue.full():
                 queue.get_nowait()
             queue.put_nowait(event)

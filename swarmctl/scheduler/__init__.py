@@ -23,7 +23,7 @@ that share one (a writer, then a reader) share its data only on one node.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..counters import Counts
@@ -47,6 +47,7 @@ __all__ = [
     "NoResourcesError",
     "Node",
     "Scheduler",
+    "Why",
     "nodes_of",
 ]
 
@@ -75,6 +76,10 @@ class Scheduler:
 
     def select(self, request: ContainerRequest, nodes: list[Node]) -> list[Node]:
         """Every node that may take the container, best first; :class:`NoNodeError` saying why if none."""
+        return self.choose(request, nodes)[0]
+
+    def choose(self, request: ContainerRequest, nodes: list[Node]) -> tuple[list[Node], Why]:
+        """:meth:`select`, and why: the strategy, and which nodes each filter ruled out."""
         try:
             chosen = self._select_all(request, nodes)
         except NoNodeError as exc:
@@ -83,7 +88,7 @@ class Scheduler:
         DECISIONS.add("placed", "")
         return chosen
 
-    def _select_all(self, request: ContainerRequest, nodes: list[Node]) -> list[Node]:
+    def _select_all(self, request: ContainerRequest, nodes: list[Node]) -> tuple[list[Node], Why]:
         if not nodes:
             raise NoNodeError("No healthy node available in the cluster", reason="health")
         request = _known_networks_only(request, nodes)
@@ -93,9 +98,10 @@ class Scheduler:
             if not any(e.soft for e in request.constraints + request.affinities):
                 raise
         # The soft rules cannot all be met: place the container as if they were not there.
-        return self._select(request, nodes, soft=False)
+        ranked, why = self._select(request, nodes, soft=False)
+        return ranked, replace(why, soft_dropped=True)
 
-    def _select(self, request: ContainerRequest, nodes: list[Node], soft: bool) -> list[Node]:
+    def _select(self, request: ContainerRequest, nodes: list[Node], soft: bool) -> tuple[list[Node], Why]:
         #: (node, the filter that ruled it out, the nodes that filter kept): reasons are written only if needed.
         ruled_out: list[RuledOut] = []
         for name, keep in zip(self.filters, self._filters, strict=True):
@@ -114,7 +120,31 @@ class Scheduler:
         local = [need.name for need in request.volumes]
         if local:  # stronger than the image: the data is there
             ranked = _first(ranked, lambda n: any(name in n.local_volumes_in_use for name in local))
-        return ranked
+        by_filter: dict[str, list[str]] = {}
+        for node, name, _ in ruled_out:
+            by_filter.setdefault(name, []).append(node.name)
+        return ranked, Why(self.strategy, {name: tuple(names) for name, names in by_filter.items()})
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a container's candidates are what they are: for the dashboard's placement reasons."""
+
+    strategy: str
+    #: Filter name -> the nodes it ruled out, in the filters' order.
+    ruled_out: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The soft rules (``==~``) could not all be met, so the container was placed without them.
+    soft_dropped: bool = False
+
+    def text(self, node: str, rank: int, of: int) -> str:
+        """In words, for the container placed on ``node``, the ``rank``-th of ``of`` candidates."""
+        said = f"{self.strategy}: {node} ranked {rank} of {of} candidate{'s' if of != 1 else ''}"
+        if self.soft_dropped:
+            said += "; soft rules dropped (no node met them all)"
+        for name, nodes in self.ruled_out.items():
+            shown = ", ".join(nodes[:5]) + (f" and {len(nodes) - 5} more" if len(nodes) > 5 else "")
+            said += f"; {name} ruled out {shown}"
+        return said
 
 
 def _first(ranked: list[Node], preferred: Callable[[Node], bool]) -> list[Node]:

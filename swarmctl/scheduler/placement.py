@@ -54,6 +54,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,7 @@ from ..cluster.resources import LookupError_, find_network, move_network
 from ..cluster.transfer import copy_image
 from ..counters import Counts
 from ..errors import in_words
-from . import NoNodeError, Scheduler, nodes_of
+from . import NoNodeError, Scheduler, Why, nodes_of
 from .request import ContainerRequest
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ log = logging.getLogger("swarmctl.scheduler")
 
 #: Nodes tried for one create before giving up (Swarm tried one, and one more with image affinity).
 CREATE_TRIES = 3
+#: Placement reasons kept (the dashboard shows them); the oldest go first.
+PLACEMENTS_KEPT = 100_000
 CREATE_RETRIES = Counts("swarmctl_create_retries_total", "Creates tried again on the next candidate node.")
 
 
@@ -124,6 +127,8 @@ class Placer:
         self._names: set[str] = set()
         #: One create at a time may move a given network (see the module's docstring).
         self._moves: dict[str, asyncio.Lock] = {}
+        #: Container ID -> why it went where it went (the newest :data:`PLACEMENTS_KEPT`).
+        self.placements: OrderedDict[str, str] = OrderedDict()
 
     def name_taken(self, name: str, exclude: Iterable[str] = ()) -> bool:
         """A name in use on a node of the cluster, or being given right now.
@@ -145,12 +150,13 @@ class Placer:
 
     def _choose(
         self, scheduler: Scheduler, request: ContainerRequest, exclude: Iterable[str]
-    ) -> tuple[ContainerRequest, list[Engine]]:
-        """The candidates, best first, and the request as placed (``may_move`` set if it moves networks)."""
+    ) -> tuple[ContainerRequest, list[Engine], Why]:
+        """The candidates, best first, the request as placed (``may_move`` set if it moves networks), and why."""
         skip = set(exclude)
         nodes = nodes_of([e for e in self.cluster.engines.values() if e.addr not in skip], self.pending)
         try:
-            return request, _suspects_last(node.engine for node in scheduler.select(request, nodes))
+            ranked, why = scheduler.choose(request, nodes)
+            return request, _suspects_last(node.engine for node in ranked), why
         except NoNodeError:
             movable = frozenset(
                 need.name
@@ -160,7 +166,8 @@ class Placer:
             if not movable:
                 raise
         moving = replace(request, may_move=movable)
-        return moving, _suspects_last(node.engine for node in scheduler.select(moving, nodes))
+        ranked, why = scheduler.choose(moving, nodes)
+        return moving, _suspects_last(node.engine for node in ranked), why
 
     async def create(
         self,
@@ -182,19 +189,28 @@ class Placer:
         if name:
             self._names.add(name)
         try:
-            placed, candidates = self._choose(scheduler, request, exclude)
+            placed, candidates, why = self._choose(scheduler, request, exclude)
             if not placed.may_move:
-                return await self._try(candidates, placed, url)
+                return self._noted(await self._try(candidates, placed, url), candidates, why)
             async with contextlib.AsyncExitStack() as held:
                 for network in sorted(placed.may_move):
                     await held.enter_async_context(self._moves.setdefault(network, asyncio.Lock()))
                 # Again: a create that held the lock before may have taken the network somewhere.
-                placed, candidates = self._choose(scheduler, request, exclude)
-                return await self._try(candidates, placed, url)
+                placed, candidates, why = self._choose(scheduler, request, exclude)
+                return self._noted(await self._try(candidates, placed, url), candidates, why)
         except NoNodeError as exc:
             return Outcome(500, _message(str(exc)))
         finally:
             self._names.discard(name)
+
+    def _noted(self, outcome: Outcome, candidates: list[Engine], why: Why) -> Outcome:
+        """``outcome``, its placement's reason kept (see :attr:`placements`) if it created a container."""
+        if outcome.status == 201 and outcome.container_id and outcome.engine in candidates:
+            engine = outcome.engine
+            self.placements[outcome.container_id] = why.text(engine.name, candidates.index(engine) + 1, len(candidates))
+            while len(self.placements) > PLACEMENTS_KEPT:
+                self.placements.popitem(last=False)
+        return outcome
 
     async def _try(self, candidates: list[Engine], request: ContainerRequest, url: str) -> Outcome:
         refused: Outcome | None = None
