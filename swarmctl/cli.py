@@ -352,6 +352,15 @@ def manage(
             help="Serve Prometheus metrics at /metrics on this address (with the same TLS as -H).",
         ),
     ] = "",
+    dashboard: Annotated[
+        str,
+        typer.Option(
+            "--dashboard",
+            metavar="tcp://IP:PORT",
+            show_default=False,
+            help="Serve a live page of the cluster on this address (with the same TLS as -H).",
+        ),
+    ] = "",
 ) -> None:
     """Serve the Docker Engine API for the whole cluster: docker -H tcp://IP:PORT info/run/ps/logs work."""
     from .cluster.engine import EngineOptions
@@ -390,6 +399,7 @@ def manage(
         server_ssl=server_context(files) if files else None,
         replication=_replication(source, replication, advertise, replication_ttl),
         metrics=parse_listen(metrics_addr) if metrics_addr else None,
+        dashboard=parse_listen(dashboard) if dashboard else None,
     )
     try:
         serve(settings, source)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .api.app import make_app
 from .api.context import Manager
+from .api.dashboard import dashboard_app
 from .api.metrics import metrics_app
 from .api.server import runner as server_runner
 from .cluster.cluster import Cluster
@@ -57,6 +58,8 @@ class ManagerSettings:
     replication: ReplicationSettings | None = None
     #: ``--metrics-addr``: where ``/metrics`` is served (under ``server_ssl`` too); None for nowhere.
     metrics: ListenAddress | None = None
+    #: ``--dashboard``: where the live page is served (under ``server_ssl`` too); None for nowhere.
+    dashboard: ListenAddress | None = None
 
 
 def _set_role(manager: Manager, role: Role) -> None:
@@ -115,16 +118,20 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
         election = Election(settings.replication, on_change)
     runner = server_runner(make_app(manager))
     await runner.setup()
-    metrics: web.AppRunner | None = None
+    extras: list[web.AppRunner] = []
     try:
         for listen in settings.listens:
             await _listen(runner, listen, settings.server_ssl)
             log.info("listening on %s", listen)
-        if settings.metrics is not None:
-            metrics = web.AppRunner(metrics_app(manager), access_log=None)
-            await metrics.setup()
-            await _listen(metrics, settings.metrics, settings.server_ssl)
-            log.info("metrics on %s/metrics", settings.metrics)
+        for what, app, extra in (
+            ("metrics (/metrics)", metrics_app, settings.metrics),
+            ("the dashboard", dashboard_app, settings.dashboard),
+        ):
+            if extra is not None:
+                extras.append(web.AppRunner(app(manager), access_log=None))
+                await extras[-1].setup()
+                await _listen(extras[-1], extra, settings.server_ssl)
+                log.info("%s on %s", what, extra)
         stopping = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
@@ -148,8 +155,8 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
             await loop.run_in_executor(None, election.close)
         with contextlib.suppress(Exception):
             await cluster.close()
-        if metrics is not None:
-            await metrics.cleanup()
+        for started in extras:
+            await started.cleanup()
         await runner.cleanup()
 
 

@@ -178,7 +178,12 @@ def test_kvstore_wheel_holds_the_kvstore_package_alone(wheels: Wheels) -> None:
 def test_swarmctl_wheel_holds_swarmctl_and_depends_on_kvstore(wheels: Wheels) -> None:
     contents = files(wheels.swarmctl)
     assert all(name.startswith("swarmctl/") for name in contents), sorted(contents)
-    assert {"swarmctl/__init__.py", "swarmctl/py.typed", "swarmctl/cli.py"} <= contents
+    assert {
+        "swarmctl/__init__.py",
+        "swarmctl/py.typed",
+        "swarmctl/cli.py",
+        "swarmctl/api/static/dashboard.html",
+    } <= contents
     meta = metadata(wheels.swarmctl)
     assert meta["Name"] == "swarmctl" and meta["Version"] == kvstore.__version__
     requirements = {r.split(";")[0].replace(" ", "") for r in meta.get_all("Requires-Dist") or []}
