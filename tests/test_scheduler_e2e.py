@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,6 +349,7 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
     manager.ok("run", "-d", "--name", "plain", "-e", "constraint:node==node2", dk.IMAGE, "sleep", "300")
     assert placed(manager) == {"keeper": "node2", "idle": "node2", "plain": "node2"}
     swarm_id = json.loads(manager.ok("inspect", "keeper"))[0]["Config"]["Labels"]["com.docker.swarm.id"]
+    since = str(int(time.time()) - 1)
     victim = nodes[1]
     victim.kill()
     try:
@@ -369,6 +371,17 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
         assert moved["Config"]["Labels"]["com.docker.swarm.id"] == swarm_id
         assert moved["Config"]["Cmd"] == ["sleep", "300"]
         assert "plain" not in placed(manager)  # it did not ask to be rescheduled
+        # docker events shows each move: the container, the node it left, the node it went to.
+        shown = (
+            '{{.Actor.Attributes.name}} {{index .Actor.Attributes "from.node"}} {{index .Actor.Attributes "node.name"}}'
+        )
+        until = str(int(time.time()) + 1)
+        moves = manager.ok(
+            "events", "--since", since, "--until", until, "--filter", "event=reschedule", "--format", shown
+        )
+        assert sorted(moves.split("\n")[:-1]) == sorted(
+            [f"keeper node2 {placed(manager)['keeper']}", f"idle node2 {placed(manager)['idle']}"]
+        ), moves
         # The old copies stay listed while their node is down.
         down = manager.ok("ps", "-a", "--filter", "node=node2", "--format", "{{.Names}} {{.Status}}").splitlines()
         assert sorted(down) == ["node2/idle Host Down", "node2/keeper Host Down", "node2/plain Host Down"]

@@ -100,6 +100,8 @@ def feed_line(event: Event) -> str | None:
     kind, action = event.get("Type"), str(event.get("Action") or event.get("status") or "")
     if kind == "engine" or action in ("engine_connect", "engine_disconnect"):
         return f"node {node}: {'connected' if action == 'engine_connect' else 'lost'}"
+    if kind == "container" and action == "reschedule":
+        return f"rescheduled {attributes.get('name', '')} from {attributes.get('from.node', '')} to {node}"
     if kind == "container" and action in ("create", "start", "die", "destroy", "kill", "stop"):
         name = attributes.get("name") or str(actor.get("ID", ""))[:12]
         return f"{action} {node}/{name}"

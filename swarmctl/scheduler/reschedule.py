@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,8 +182,25 @@ class Rescheduler:
                 target.name,
                 outcome.container_id[:12],
             )
+            self._announce(engine, target, outcome.container_id, name)
             if (inspect.get("State") or {}).get("Running"):
                 await self._start(target, outcome.container_id, name)
+
+    def _announce(self, failed: Engine, target: Engine, cid: str, name: str) -> None:
+        """A ``reschedule`` event on the cluster's bus (``docker events``, the dashboard's feed): who moved where."""
+        now = time.time()
+        self.cluster.bus.publish(
+            {
+                "status": "reschedule",
+                "id": cid,
+                "Type": "container",
+                "Action": "reschedule",
+                "Actor": {"ID": cid, "Attributes": {"name": name, "from.node": failed.name, "node.name": target.name}},
+                "node": target.node_ref(),
+                "time": int(now),
+                "timeNano": int(now * 1e9),
+            }
+        )
 
     def _copy_of(self, swarm_id: str, failed: Engine) -> Engine | None:
         """A healthy node that already holds a container with this Swarm ID."""
