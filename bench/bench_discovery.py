@@ -60,6 +60,7 @@ def best_of(runs: int, action: Callable[[], object]) -> float:
 
 
 def register(url: str, count: int) -> None:
+    """``count`` nodes in Swarm's layout, as ``join`` writes them."""
     with kvstore.from_url(url) as store:
         store.delete_tree("docker/swarm/nodes")
         for n in range(count):

@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import kvstore
-
 SWARMCTL = str(Path(sys.executable).with_name("swarmctl"))
 #: Docker Swarm 1.2.9's Go `swarm list` of etcd nodes, as the issue measured it on these machines (seconds).
 GO_LIST = {1000: 0.04, 10000: 0.23}
@@ -44,15 +42,6 @@ def best(argv: list[str], runs: int, lines: int | None = None) -> float:
     return fastest
 
 
-def register(url: str, count: int) -> None:
-    """``count`` nodes in Swarm's layout, as ``join`` writes them."""
-    with kvstore.from_url(url) as store:
-        store.delete_tree("docker/swarm/nodes")
-        for n in range(count):
-            address = f"127.{n // 65536 % 256}.{n // 256 % 256}.{n % 256 + 1}:2375"
-            store.put(f"docker/swarm/nodes/{address}", address.encode())
-
-
 def line(what: str, seconds: float, python: float, note: str = "") -> None:
     print(f"{what:44} {seconds * 1000:7.1f} ms   (python -c pass x{seconds / python:4.1f}){note}")
 
@@ -64,6 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.bench_discovery import register
     from tests.support.etcd import single_etcd
 
     python = best([sys.executable, "-c", "pass"], args.runs)
