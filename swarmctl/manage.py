@@ -30,6 +30,9 @@ from .scheduler.reschedule import ReschedulePolicy, Rescheduler
 
 log = logging.getLogger("swarmctl.manage")
 
+#: How long a stopping manager lets the requests in hand finish (a stream still open after that is cut).
+STOP_GRACE = 5.0
+
 DISCOVERY_UPDATES = Counts("swarmctl_discovery_updates_total", "Node lists discovery handed to the manager.")
 LEADER_CHANGES = Counts("swarmctl_replication_leader_changes_total", "Times the primary this manager knows changed.")
 
@@ -116,7 +119,7 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
             loop.call_soon_threadsafe(_set_role, manager, role)
 
         election = Election(settings.replication, on_change)
-    runner = server_runner(make_app(manager))
+    runner = server_runner(make_app(manager), shutdown_timeout=STOP_GRACE)
     await runner.setup()
     extras: list[web.AppRunner] = []
     try:
@@ -128,7 +131,7 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
             ("the dashboard", dashboard_app, settings.dashboard),
         ):
             if extra is not None:
-                extras.append(web.AppRunner(app(manager), access_log=None))
+                extras.append(web.AppRunner(app(manager), access_log=None, shutdown_timeout=STOP_GRACE))
                 await extras[-1].setup()
                 await _listen(extras[-1], extra, settings.server_ssl)
                 log.info("%s on %s", what, extra)
@@ -153,6 +156,7 @@ async def run_manager(settings: ManagerSettings, discovery: Discovery) -> None:
     finally:
         if election is not None:
             await loop.run_in_executor(None, election.close)
+        cluster.bus.close()  # event streams (docker events, the dashboard) end before the server waits for them
         with contextlib.suppress(Exception):
             await cluster.close()
         for started in extras:

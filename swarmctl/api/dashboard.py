@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.engine import Engine
-from ..cluster.events import Event
+from ..cluster.events import END, Event
 from .context import Manager
 
 #: Up to this many containers in the whole cluster, every node's record carries its containers.
@@ -163,6 +163,8 @@ async def _follow(
             event: Event | None = await asyncio.wait_for(queue.get(), max(next_tick - time.monotonic(), 0.01))
         except TimeoutError:
             event = None
+        if event is END:  # the manager stops
+            return
         if event is not None and (line := feed_line(event)) is not None:
             await response.write(_sse("feed", {"time": event.get("time", int(time.time())), "text": line}))
         if time.monotonic() >= next_tick:

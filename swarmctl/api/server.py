@@ -125,10 +125,14 @@ class _Runner(web.AppRunner):
         )
 
 
-def runner(app: web.Application) -> web.AppRunner:
-    """The app's runner with dockerd's request limits, one-line parser errors and its answers to cut bodies."""
+def runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> web.AppRunner:
+    """The app's runner with dockerd's request limits, one-line parser errors and its answers to cut bodies.
+
+    ``shutdown_timeout``: how long a stop waits for the requests in hand (aiohttp waits that long
+    twice over: for them to end, then for them to end once cancelled).
+    """
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, OneLineParserErrors) for f in server_log.filters):
         server_log.addFilter(OneLineParserErrors())
     limits: dict[str, Any] = {"max_line_size": MAX_HEADER_BYTES, "max_field_size": MAX_HEADER_BYTES}
-    return _Runner(app, handler_cancellation=True, access_log=None, **limits)
+    return _Runner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout, **limits)

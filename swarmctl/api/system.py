@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..cluster.events import END
 from .cluster_info import info_body
 from .context import MIN_API_VERSION, manager_of
 from .filters import parse_filters, refusal
@@ -127,6 +128,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 event = await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:
+                break
+            if event is END:  # the manager stops
                 break
             if _event_matches(event, filters):
                 await response.write(json.dumps(event).encode() + b"\n")

@@ -7,6 +7,8 @@ import collections
 from typing import Any
 
 Event = dict[str, Any]
+#: What a subscriber's queue gets last when the bus closes (the manager stops): the stream ends.
+END: Event = {}
 
 
 class EventBus:
@@ -37,6 +39,17 @@ class EventBus:
     def history(self) -> list[Event]:
         """The most recent events, oldest first (for ``docker events --since``)."""
         return list(self._history)
+
+    def close(self) -> None:
+        """The manager stops: every subscriber gets :data:`END` (compared by identity), so streams end now.
+
+        Without it a ``docker events`` client (or an open dashboard) would
+        hold the manager's shutdown for the server's whole grace period.
+        """
+        for queue in (*self._subscribers, *self._observers):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(END)
 
     def publish(self, event: Event) -> None:
         self._history.append(event)
