@@ -39,7 +39,9 @@ def test_sigterm_ends_open_streams_and_the_process(tmp_path: Path) -> None:
         manager.process.signal(signal.SIGTERM)
         assert manager.process.proc.wait(timeout=60) == 0  # by itself, not killed
         assert events.wait(timeout=30) is not None  # the CLI's stream ended with the manager
-        assert feed.recv(4096) is not None  # and the feed's connection was closed, not left hanging
+        feed.settimeout(10)
+        while feed.recv(4096):  # the feed's connection is closed (a hanging one would time out here)
+            pass
     finally:
         feed.close()
         if events.poll() is None:
