@@ -34,6 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from ..counters import Timings
+from ..errors import connect_reason, in_words
 from ..net.peer import PrimaryPeer
 from ..replication import Role
 from . import (
@@ -275,7 +276,7 @@ async def _replica_info(manager: Manager, peer: PrimaryPeer, request: web.Reques
         async with peer.request("GET", request.rel_url.raw_path_qs) as upstream:
             info = await upstream.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return error(500, f"cannot reach the primary manager {peer.addr}: {exc}")
+        return error(500, f"cannot reach the primary manager {peer.addr}: {connect_reason(exc) or in_words(exc)}")
     status = [pair for pair in info.get("SystemStatus") or [] if pair[0] not in ("Role", "Primary")]
     info["SystemStatus"] = [["Role", "replica"], ["Primary", peer.addr], *status]
     return web.json_response(info)

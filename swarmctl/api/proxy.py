@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..cluster.engine import UNHEALTHY
 from ..cluster.fanout import NO_INVENTED_HEADERS, STREAM_TIMEOUT, Reply
-from ..errors import in_words
+from ..errors import connect_reason, in_words
 from ..net.streams import ByteStream
 from .bodies import BadBody, body_of
 from .gotypes import Struct
@@ -200,7 +200,7 @@ async def forward(
             return await relay(request, upstream)
     except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
         engine.report_failure(exc)
-        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {connect_reason(exc) or in_words(exc)}")
 
 
 async def relay(
@@ -285,7 +285,7 @@ async def hijack(request: web.Request, engine: Upstream, path_qs: str | None = N
         stream = await asyncio.wait_for(engine.open_connection(), 10)
     except (TimeoutError, OSError, ssl.SSLError) as exc:
         engine.report_failure(exc)
-        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
+        return error(500, f"cannot reach node {engine.name} ({engine.addr}): {connect_reason(exc) or in_words(exc)}")
     try:
         head = [
             f"{request.method} {target} HTTP/1.1",

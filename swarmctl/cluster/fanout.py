@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import in_words
+from ..errors import connect_reason, in_words
 from .engine import Engine
 
 #: Called with each line of an engine's answer as it arrives (the newline included).
@@ -213,7 +213,9 @@ async def ask(
             return Reply(engine, response.status, bytes(seen))
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         engine.report_failure(exc)
-        return Reply(engine, 0, b"", f"cannot reach node {engine.name} ({engine.addr}): {in_words(exc)}")
+        return Reply(
+            engine, 0, b"", f"cannot reach node {engine.name} ({engine.addr}): {connect_reason(exc) or in_words(exc)}"
+        )
 
 
 async def on_each(
