@@ -42,10 +42,12 @@ def container(
     ports: dict[str, list[dict[str, str]]] | None = None,
     host_ports: list[str] = (),  # type: ignore[assignment]
     state: str = "running",
+    cpuset: str = "",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A container's ``/containers/json`` summary and inspect data, as an engine reports them."""
     cid = secrets.token_hex(32)
     host: dict[str, Any] = {"Memory": memory, "NanoCpus": int(cpus * 1e9), "PortBindings": ports or {}}
+    host["CpusetCpus"] = cpuset
     config: dict[str, Any] = {"Image": "busybox:local", "Labels": labels or {}, "Hostname": cid[:12]}
     if host_ports:
         host["NetworkMode"] = "host"

@@ -167,6 +167,39 @@ def test_nothing_fits_is_refused_naming_the_resource(manager: Manager, clean: No
     assert placed(manager) == {}
 
 
+def test_cpusets_are_reserved_and_checked_against_the_node(
+    manager: Manager, nodes: list[dk.DockerNode], clean: None
+) -> None:
+    """A CPU is pinned once per node and counts as a reserved CPU; a CPU the nodes lack is refused."""
+    ncpu = int(str(nodes[0].info()["NCPU"]))
+    assert all(node.info()["NCPU"] == ncpu for node in nodes) and ncpu >= 2
+    every, last, on1 = f"0-{ncpu - 1}", ncpu - 1, ("-e", "constraint:node==node1")
+    assert create(manager, "pin0", "--cpuset-cpus", "0", *on1) == "node1"
+    taken = refused(manager, "run", "-d", "--cpuset-cpus", every, *on1, dk.IMAGE, "true")
+    assert f"it is pinned to CPUs {every} (--cpuset-cpus), and other containers are pinned to some of them" in taken
+    assert "(0 on node1)" in taken
+    counted = refused(manager, "run", "-d", "--cpus", f"{ncpu - 0.5}", *on1, dk.IMAGE, "true")
+    assert f"it reserves {ncpu - 0.5:g} CPUs, and no node has that many free (the most is {ncpu - 1:g} CPU" in counted
+    assert create(manager, "pin1", "--cpuset-cpus", f"1-{last}", *on1) == "node1"
+    missing = refused(manager, "run", "-d", "--cpuset-cpus", f"1-{ncpu}", dk.IMAGE, "true")
+    assert (
+        f"pinned to CPUs 1-{ncpu} (--cpuset-cpus), and no node has them (the most is {ncpu} CPUs, {every}, on node"
+        in (missing)
+    )
+    unread = refused(manager, "run", "-d", "--cpuset-cpus", "0-", dk.IMAGE, "true")
+    assert "Invalid value 0- for cpuset cpus: invalid format: 0-" in unread
+    # CPU 0 is free on node2 and node3 only: two more fit there, a third nowhere.
+    again = [create(manager, name, "--cpuset-cpus", "0") for name in ("q1", "q2")]
+    assert sorted(again) == ["node2", "node3"]
+    assert "pinned to some of them on every node" in refused(
+        manager, "run", "-d", "--cpuset-cpus", "0", dk.IMAGE, "true"
+    )
+    assert placed(manager) == {"pin0": "node1", "pin1": "node1", "q1": again[0], "q2": again[1]}
+    # The pin is dockerd's own: the container runs on its CPUs.
+    manager.ok("start", "pin1")
+    assert manager.ok("inspect", "-f", "{{.HostConfig.CpusetCpus}}", "pin1").strip() == f"1-{last}"
+
+
 def test_constraints(manager: Manager, clean: None) -> None:
     def where(*rules: str) -> str:
         options = [option for rule in rules for option in ("-e", f"constraint:{rule}")]

@@ -179,6 +179,16 @@ class Node:
             found -= {need.name for need in request.networks}
         return frozenset(found)
 
+    @cached_property
+    def pinned_cpus(self) -> frozenset[int]:
+        """CPUs a container here (or being created here) is pinned to (``--cpuset-cpus``): taken whole."""
+        return self.engine.pinned_cpus().union(*(request.cpuset for request in self.pending))
+
+    @property
+    def cpu_ids(self) -> range:
+        """The CPUs the node has, by number, as ``--cpuset-cpus`` names them (``NCPU`` of them, from 0)."""
+        return range(int(self.total_cpus))
+
     def has_image(self, ref: str) -> bool:
         """Whether the image is here; remembered with the snapshot, as ``docker run`` repeats images."""
         if not ref:

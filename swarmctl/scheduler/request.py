@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..cluster.cpusets import CpusetError, parse_cpuset
 from .expressions import Expression, ExpressionError, parse_all
 
 NAMESPACE = "com.docker.swarm"
@@ -123,17 +124,23 @@ def label_list(labels: dict[str, str], key: str) -> list[str]:
     return value
 
 
-def _resources(host: dict[str, Any], config: dict[str, Any]) -> tuple[float, int]:
-    """CPUs and memory reserved: ``--cpus`` (NanoCpus) or ``-c`` shares (1024 = one CPU), and ``-m``.
+def _resources(host: dict[str, Any], config: dict[str, Any]) -> tuple[float, int, frozenset[int]]:
+    """CPUs, memory and pinned CPUs reserved: ``--cpus`` (NanoCpus) or ``-c`` shares (1024 = one
+    CPU), at least one CPU per CPU of ``--cpuset-cpus``; ``-m``; the CPUs of ``--cpuset-cpus``.
 
     The same reading as :meth:`Engine.reserved`, so what a container asks
-    for here is what it is counted for once it runs.
+    for here is what it is counted for once it runs. A cpuset dockerd could
+    not read is refused here, in dockerd's words, before any node is chosen.
     """
     nano = int(host.get("NanoCpus") or 0)
     shares = int(host.get("CpuShares") or config.get("CpuShares") or 0)
-    cpus = nano / 1e9 if nano else shares / 1024
+    try:
+        cpuset = parse_cpuset(str(host.get("CpusetCpus") or ""))
+    except CpusetError as exc:
+        raise ExpressionError(str(exc)) from None
+    cpus = max(nano / 1e9 if nano else shares / 1024, float(len(cpuset)))
     memory = int(host.get("Memory") or config.get("Memory") or 0)
-    return cpus, memory
+    return cpus, memory, cpuset
 
 
 @dataclass
@@ -147,6 +154,8 @@ class ContainerRequest:
     reschedule: str = OFF
     cpus: float = 0.0
     memory: int = 0
+    #: The CPUs it is pinned to (``--cpuset-cpus``); they count in ``cpus`` too.
+    cpuset: frozenset[int] = frozenset()
     #: Networks and named volumes it uses (the body already names them plainly).
     networks: list[Needed] = field(default_factory=list)
     volumes: list[Needed] = field(default_factory=list)
@@ -184,9 +193,10 @@ class ContainerRequest:
                 labels[label] = json.dumps(values, separators=(",", ":"))
         labels.setdefault(ID_LABEL, secrets.token_hex(32))
         body["Labels"] = labels
-        cpus, memory = _resources(body.get("HostConfig") or {}, body)
+        cpus, memory, cpuset = _resources(body.get("HostConfig") or {}, body)
         networks, volumes = take_networks(body), take_volumes(body)
-        return cls(body, constraints, affinities, policies[0] if policies else OFF, cpus, memory, networks, volumes)
+        policy = policies[0] if policies else OFF
+        return cls(body, constraints, affinities, policy, cpus, memory, cpuset, networks, volumes)
 
     # -- what the filters look at ---------------------------------------------------
     @property
