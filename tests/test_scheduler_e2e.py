@@ -4,9 +4,9 @@ One set of nodes serves the whole module (starting dockerd is the slow
 part); each test removes its containers. Placement is read back the way a
 user reads it, from ``docker ps`` names (``node/name``) through the manager.
 
-- node1: zone=z1, disk=ssd, containerslots=3
-- node2: zone=z2, disk=hdd
-- node3: zone=z3, disk=ssd, and a runtime named ``custom`` the others lack
+- node1: zone=z1, disk=ssd, site=s1, containerslots=3
+- node2: zone=z2, disk=hdd, site=s1
+- node3: zone=z3, disk=ssd, site=s2, and a runtime named ``custom`` the others lack
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, r
 
 ALL = {"node1", "node2", "node3"}
 LABELS = {
-    "node1": {"zone": "z1", "disk": "ssd", "containerslots": "3"},
-    "node2": {"zone": "z2", "disk": "hdd"},
-    "node3": {"zone": "z3", "disk": "ssd"},
+    "node1": {"zone": "z1", "disk": "ssd", "site": "s1", "containerslots": "3"},
+    "node2": {"zone": "z2", "disk": "hdd", "site": "s1"},
+    "node3": {"zone": "z3", "disk": "ssd", "site": "s2"},
 }
 
 
@@ -198,6 +198,22 @@ def test_cpusets_are_reserved_and_checked_against_the_node(
     # The pin is dockerd's own: the container runs on its CPUs.
     manager.ok("start", "pin1")
     assert manager.ok("inspect", "-f", "{{.HostConfig.CpusetCpus}}", "pin1").strip() == f"1-{last}"
+
+
+def test_spread_over_a_label(manager: Manager, clean: None) -> None:
+    """Sites s1, s1, s2: of 4 replicas, 2 go to s2 (node3); without the rule, spread would put 1 there."""
+    sites = Counter(create(manager, f"r{n}", "-e", "spread:site") for n in range(4))
+    assert sites == {"node1": 1, "node2": 1, "node3": 2}
+    # The rule is kept in the container's labels, and the env entry is gone.
+    config = json.loads(manager.ok("inspect", "r0"))[0]["Config"]
+    assert config["Labels"]["com.docker.swarm.spread"] == '["site"]'
+    assert not any(entry.startswith("spread:") for entry in config["Env"] or [])
+    # Siblings are one compose service's containers, whatever the image; with a constraint too.
+    service = ("--label", "com.docker.compose.service=web", "--label", 'com.docker.swarm.spread=["site"]')
+    ssd = ("-e", "constraint:disk==ssd")
+    assert sorted(create(manager, f"w{n}", *service, *ssd) for n in range(2)) == ["node1", "node3"]
+    malformed = refused(manager, "run", "-d", "-e", "spread:site==s1", dk.IMAGE, "true")
+    assert "invalid spread 'site==s1': expected an engine label's name" in malformed
 
 
 def test_constraints(manager: Manager, clean: None) -> None:

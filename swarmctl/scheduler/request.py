@@ -2,9 +2,10 @@
 
 Swarm users write placement rules as environment entries
 (``-e constraint:node==node1``, ``-e affinity:container==web``,
-``-e reschedule:on-node-failure``) or as labels holding JSON lists
-(``com.docker.swarm.constraints``, ``com.docker.swarm.affinities``,
-``com.docker.swarm.reschedule-policies``). As Swarm did, the environment
+``-e reschedule:on-node-failure``, and ours: ``-e spread:zone``) or as labels
+holding JSON lists (``com.docker.swarm.constraints``,
+``com.docker.swarm.affinities``, ``com.docker.swarm.reschedule-policies``,
+``com.docker.swarm.spread``). As Swarm did, the environment
 entries are taken out of ``Env`` (the container never sees them) and recorded
 in those labels, so that they survive on the engine: ``docker inspect`` shows
 them, and rescheduling reads them back from the container's labels. Every
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,10 +36,19 @@ NAMESPACE = "com.docker.swarm"
 CONSTRAINTS_LABEL = f"{NAMESPACE}.constraints"
 AFFINITIES_LABEL = f"{NAMESPACE}.affinities"
 RESCHEDULE_LABEL = f"{NAMESPACE}.reschedule-policies"
+SPREAD_LABEL = f"{NAMESPACE}.spread"
 ID_LABEL = f"{NAMESPACE}.id"
+#: docker-compose's labels: containers of one service are siblings, whatever their image.
+COMPOSE_SERVICE, COMPOSE_PROJECT = "com.docker.compose.service", "com.docker.compose.project"
 
 ON_NODE_FAILURE, OFF = "on-node-failure", "off"
-_ENV_KEYS = {"constraint": CONSTRAINTS_LABEL, "affinity": AFFINITIES_LABEL, "reschedule": RESCHEDULE_LABEL}
+_ENV_KEYS = {
+    "constraint": CONSTRAINTS_LABEL,
+    "affinity": AFFINITIES_LABEL,
+    "reschedule": RESCHEDULE_LABEL,
+    "spread": SPREAD_LABEL,
+}
+_LABEL_KEY = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,26 @@ def label_list(labels: dict[str, str], key: str) -> list[str]:
     return value
 
 
+def _spread_keys(values: list[str]) -> list[str]:
+    """The engine labels to spread over, in order (``node`` for the node itself); :class:`ExpressionError` if bad."""
+    keys = list(dict.fromkeys(v.strip() for v in values))
+    for key in keys:
+        if not _LABEL_KEY.fullmatch(key):
+            raise ExpressionError(
+                f"invalid spread {key!r}: expected an engine label's name (letters, digits, '.', '-', '_'), e.g. zone"
+            )
+    return keys
+
+
+def sibling_key(image: str, labels: dict[str, str]) -> tuple[str, ...]:
+    """What makes containers siblings for ``spread``: one compose service (of one project), else one image."""
+    service = labels.get(COMPOSE_SERVICE)
+    if service:
+        return ("service", labels.get(COMPOSE_PROJECT, ""), service)
+    bare = image.rsplit("/", 1)[-1]
+    return ("image", image if "@" in image or ":" in bare or not image else f"{image}:latest")
+
+
 def _resources(host: dict[str, Any], config: dict[str, Any]) -> tuple[float, int, frozenset[int]]:
     """CPUs, memory and pinned CPUs reserved: ``--cpus`` (NanoCpus) or ``-c`` shares (1024 = one
     CPU), at least one CPU per CPU of ``--cpuset-cpus``; ``-m``; the CPUs of ``--cpuset-cpus``.
@@ -159,6 +190,8 @@ class ContainerRequest:
     #: Networks and named volumes it uses (the body already names them plainly).
     networks: list[Needed] = field(default_factory=list)
     volumes: list[Needed] = field(default_factory=list)
+    #: Engine labels to spread over (``-e spread:zone``): fewest siblings first, before the strategy's order.
+    spread: list[str] = field(default_factory=list)
     #: Networks the placer may move to the chosen node (empty ones the scheduler placed; see Placer).
     may_move: frozenset[str] = frozenset()
 
@@ -196,7 +229,8 @@ class ContainerRequest:
         cpus, memory, cpuset = _resources(body.get("HostConfig") or {}, body)
         networks, volumes = take_networks(body), take_volumes(body)
         policy = policies[0] if policies else OFF
-        return cls(body, constraints, affinities, policy, cpus, memory, cpuset, networks, volumes)
+        spread = _spread_keys(lists[SPREAD_LABEL])
+        return cls(body, constraints, affinities, policy, cpus, memory, cpuset, networks, volumes, spread)
 
     # -- what the filters look at ---------------------------------------------------
     @property
@@ -219,6 +253,11 @@ class ContainerRequest:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.body.get("Labels") or {})
+
+    @cached_property
+    def siblings(self) -> tuple[str, ...]:
+        """Which containers count as its siblings for ``spread`` (:func:`sibling_key`)."""
+        return sibling_key(self.image, self.labels)
 
     @cached_property
     def ports(self) -> list[tuple[str, str, str]]:
