@@ -2,10 +2,11 @@
 
 Swarm users write placement rules as environment entries
 (``-e constraint:node==node1``, ``-e affinity:container==web``,
-``-e reschedule:on-node-failure``, and ours: ``-e spread:zone``) or as labels
-holding JSON lists (``com.docker.swarm.constraints``,
-``com.docker.swarm.affinities``, ``com.docker.swarm.reschedule-policies``,
-``com.docker.swarm.spread``). As Swarm did, the environment
+``-e reschedule:on-node-failure``, and ours: ``-e spread:zone``,
+``-e global:true``) or as labels holding JSON lists
+(``com.docker.swarm.constraints``, ``com.docker.swarm.affinities``,
+``com.docker.swarm.reschedule-policies``, ``com.docker.swarm.spread``; and
+``com.docker.swarm.global=true``). As Swarm did, the environment
 entries are taken out of ``Env`` (the container never sees them) and recorded
 in those labels, so that they survive on the engine: ``docker inspect`` shows
 them, and rescheduling reads them back from the container's labels. Every
@@ -37,6 +38,7 @@ CONSTRAINTS_LABEL = f"{NAMESPACE}.constraints"
 AFFINITIES_LABEL = f"{NAMESPACE}.affinities"
 RESCHEDULE_LABEL = f"{NAMESPACE}.reschedule-policies"
 SPREAD_LABEL = f"{NAMESPACE}.spread"
+GLOBAL_LABEL = f"{NAMESPACE}.global"
 ID_LABEL = f"{NAMESPACE}.id"
 #: docker-compose's labels: containers of one service are siblings, whatever their image.
 COMPOSE_SERVICE, COMPOSE_PROJECT = "com.docker.compose.service", "com.docker.compose.project"
@@ -47,6 +49,7 @@ _ENV_KEYS = {
     "affinity": AFFINITIES_LABEL,
     "reschedule": RESCHEDULE_LABEL,
     "spread": SPREAD_LABEL,
+    "global": GLOBAL_LABEL,
 }
 _LABEL_KEY = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -146,6 +149,45 @@ def _spread_keys(values: list[str]) -> list[str]:
     return keys
 
 
+def _take_rules(body: dict[str, Any], labels: dict[str, str]) -> dict[str, list[str]]:
+    """Swarm's rules, label -> entries: from the labels, and the ``-e`` entries taken out of ``Env``."""
+    lists = {label: label_list(labels, label) for label in _ENV_KEYS.values() if label != GLOBAL_LABEL}
+    lists[GLOBAL_LABEL] = [labels[GLOBAL_LABEL]] if GLOBAL_LABEL in labels else []  # true/false, not a list
+    env: list[str] = []
+    for entry in body.get("Env") or []:
+        key, sep, value = str(entry).partition(":")
+        if sep and key in _ENV_KEYS:
+            lists[_ENV_KEYS[key]].append(value)
+        else:
+            env.append(entry)
+    if body.get("Env") is not None:
+        body["Env"] = env
+    return lists
+
+
+def _policy(values: list[str]) -> str:
+    """The one reschedule policy given (``off`` if none); :class:`ExpressionError` for several or an unknown one."""
+    policies = list(dict.fromkeys(p.strip() for p in values))
+    if len(policies) > 1:
+        raise ExpressionError(f"too many reschedule policies: {', '.join(policies)} (give one)")
+    if policies and policies[0] not in (ON_NODE_FAILURE, OFF):
+        raise ExpressionError(f"invalid reschedule policy {policies[0]!r}: expected on-node-failure or off")
+    return policies[0] if policies else OFF
+
+
+def _is_global(values: list[str]) -> bool:
+    """``global:true`` (one copy on every node that passes the filters) or ``false``; ExpressionError else."""
+    said = set(v.strip().lower() for v in values)
+    if said - {"true", "false"} or len(said) > 1:
+        raise ExpressionError(f"invalid global {', '.join(values)!r}: expected true or false")
+    return said == {"true"}
+
+
+def is_global(labels: dict[str, str]) -> bool:
+    """Whether a container's labels (or a listing line's) say it is a copy of a global container."""
+    return str(labels.get(GLOBAL_LABEL, "")).strip().lower() == "true"
+
+
 def sibling_key(image: str, labels: dict[str, str]) -> tuple[str, ...]:
     """What makes containers siblings for ``spread``: one compose service (of one project), else one image."""
     service = labels.get(COMPOSE_SERVICE)
@@ -204,31 +246,24 @@ class ContainerRequest:
         if "" in ((body.get("HostConfig") or {}).get("VolumesFrom") or []):  # dockerd's check, before scheduling
             raise ExpressionError("volumes-from specification cannot be an empty string")
         labels: dict[str, str] = dict(body.get("Labels") or {})
-        lists = {label: label_list(labels, label) for label in _ENV_KEYS.values()}
-        env: list[str] = []
-        for entry in body.get("Env") or []:
-            key, sep, value = str(entry).partition(":")
-            if sep and key in _ENV_KEYS:
-                lists[_ENV_KEYS[key]].append(value)
-            else:
-                env.append(entry)
-        if body.get("Env") is not None:
-            body["Env"] = env
+        lists = _take_rules(body, labels)
         constraints = parse_all(lists[CONSTRAINTS_LABEL], "constraint")
         affinities = parse_all(lists[AFFINITIES_LABEL], "affinity")
-        policies = list(dict.fromkeys(p.strip() for p in lists[RESCHEDULE_LABEL]))
-        if len(policies) > 1:
-            raise ExpressionError(f"too many reschedule policies: {', '.join(policies)} (give one)")
-        if policies and policies[0] not in (ON_NODE_FAILURE, OFF):
-            raise ExpressionError(f"invalid reschedule policy {policies[0]!r}: expected on-node-failure or off")
+        policy = _policy(lists[RESCHEDULE_LABEL])
+        copies = _is_global(lists.pop(GLOBAL_LABEL))
+        if copies and policy == ON_NODE_FAILURE:
+            raise ExpressionError("a global container is not rescheduled: it has a copy on every node (drop one)")
         for label, values in lists.items():
             if values:
                 labels[label] = json.dumps(values, separators=(",", ":"))
+        if copies:
+            labels[GLOBAL_LABEL] = "true"
+        else:
+            labels.pop(GLOBAL_LABEL, None)
         labels.setdefault(ID_LABEL, secrets.token_hex(32))
         body["Labels"] = labels
         cpus, memory, cpuset = _resources(body.get("HostConfig") or {}, body)
         networks, volumes = take_networks(body), take_volumes(body)
-        policy = policies[0] if policies else OFF
         spread = _spread_keys(lists[SPREAD_LABEL])
         return cls(body, constraints, affinities, policy, cpus, memory, cpuset, networks, volumes, spread)
 
@@ -253,6 +288,17 @@ class ContainerRequest:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.body.get("Labels") or {})
+
+    @property
+    def is_global(self) -> bool:
+        """One copy on every node that passes its filters (``-e global:true``)."""
+        return is_global(self.labels)
+
+    def copy(self) -> ContainerRequest:
+        """The same container with a Swarm ID of its own: one copy of a global container."""
+        body = copy.deepcopy(self.body)
+        body["Labels"][ID_LABEL] = secrets.token_hex(32)
+        return ContainerRequest.from_body(body)
 
     @cached_property
     def siblings(self) -> tuple[str, ...]:

@@ -8,6 +8,9 @@ with the container's own constraints and affinities, from the node's last
 cached inspect data: same configuration, same name, same
 ``com.docker.swarm.id``; and started if it was running.
 
+A node that turns Healthy (joins, or comes back) also gets a copy of each
+global container it lacks and whose filters it passes (:mod:`.globals`).
+
 The node may come back (a partition heals, a host reboots) with the old
 copy. Two containers with one Swarm ID and one name would make the name
 ambiguous, so when a node turns Healthy, of every such pair the older copy
@@ -37,6 +40,7 @@ from ..cluster.cluster import Cluster
 from ..cluster.engine import HEALTHY, UNHEALTHY, Engine
 from . import Scheduler
 from .expressions import ExpressionError
+from .globals import copies_of, global_names
 from .placement import Placer
 from .request import ID_LABEL, ON_NODE_FAILURE, RESCHEDULE_LABEL, ContainerRequest, label_list
 
@@ -115,7 +119,7 @@ class Rescheduler:
         if engine.state == UNHEALTHY and previous == HEALTHY:
             work = self._reschedule_from
         elif engine.state == HEALTHY:
-            work = self._remove_duplicates
+            work = self._in_service
         else:
             return
         if not self.policy.acting():
@@ -205,6 +209,32 @@ class Rescheduler:
             await engine.refresh_container(cid)
 
     # -- a node is (back) in service -------------------------------------------------------
+    async def _in_service(self, engine: Engine) -> None:
+        await self._remove_duplicates(engine)
+        await self._copy_globals_to(engine)
+
+    async def _copy_globals_to(self, engine: Engine) -> None:
+        """A copy on ``engine`` of every global container it lacks and whose filters it passes."""
+        others = [e for e in self.cluster.healthy() if e is not engine]
+        names = sorted({name for other in others for name in global_names(other)} - set(engine.container_names()))
+        for name in names:
+            source, cid = copies_of(others, name)[0]
+            inspect = source.inspects.get(cid)
+            if inspect is None or not engine.healthy:
+                continue
+            try:
+                request = ContainerRequest.from_body(create_body(inspect)).copy()
+            except ExpressionError as exc:
+                log.error("cannot copy global container %s to %s: %s", name, engine.name, exc)
+                continue
+            outcome = await self.policy.placer.create_on(self.policy.scheduler(), request, name, engine)
+            if outcome.status != 201:
+                log.info("global container %s: no copy on %s: %s", name, engine.name, outcome.message)
+                continue
+            log.info("global container %s: copied to %s as %s", name, engine.name, outcome.container_id[:12])
+            if (inspect.get("State") or {}).get("Running"):
+                await self._start(engine, outcome.container_id, name)
+
     async def _remove_duplicates(self, engine: Engine) -> None:
         """Of two copies of one rescheduled container, remove the older (the one replaced)."""
         here = {
