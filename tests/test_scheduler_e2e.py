@@ -435,3 +435,56 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
     )
     assert manager.ok("inspect", "-f", "{{.State.Status}}", "keeper").strip() == "running"
     assert manager.ok("inspect", "-f", "{{.State.Status}}", "node2/plain").strip() == "exited"
+
+
+def test_rescheduling_brings_the_network_and_volume(manager: Manager, nodes: list[dk.DockerNode], clean: None) -> None:
+    """A container on a network and a named volume that only its node has runs on another node, with both there."""
+    manager.ok("network", "create", "--label", "purpose=test", "node2/backnet")
+    manager.ok("volume", "create", "--label", "purpose=test", "node2/kept")
+    moving = ("-e", "reschedule:on-node-failure", "-e", "constraint:node==~node2")
+    manager.ok(
+        "run", "-d", "--name", "mover", "--network", "backnet", "-v", "kept:/data", *moving, dk.IMAGE, "sleep", "300"
+    )
+    assert placed(manager) == {"mover": "node2"}
+    victim = nodes[1]
+    victim.kill()
+    target = ""
+    try:
+        wait_for(lambda: placed(manager).get("mover") in ("node1", "node3"), 60, "mover recreated", interval=0.3)
+        wait_for(
+            lambda: manager.ok("inspect", "-f", "{{.State.Status}}", "mover").strip() == "running",
+            30,
+            "the rescheduled mover running",
+            interval=0.3,
+        )
+        target = placed(manager)["mover"]
+        moved = json.loads(manager.ok("inspect", "mover"))[0]
+        assert list(moved["NetworkSettings"]["Networks"]) == ["backnet"]
+        assert [(m["Type"], m["Name"], m["Destination"]) for m in moved["Mounts"]] == [("volume", "kept", "/data")]
+        network = json.loads(manager.ok("network", "inspect", f"{target}/backnet"))[0]
+        assert network["Labels"] == {"purpose": "test"}
+        volume = json.loads(manager.ok("volume", "inspect", f"{target}/kept"))[0]
+        assert volume["Labels"] == {"purpose": "test"}
+        shown = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.from}} {{.Actor.ID}}"
+        events = manager.ok(
+            "events", "--since", "10m", "--until", "0s", "--filter", "event=reschedule", "--format", shown
+        )
+        # Earlier tests of this module moved other containers: this one's move is shown once.
+        assert [line for line in events.splitlines() if " mover " in line] == [
+            f"container reschedule mover node2 {moved['Id']}"
+        ]
+    finally:
+        victim.start()
+        manager.wait_nodes(dict.fromkeys(sorted(ALL), "Healthy"))
+        if target:  # the node is back with the old copy: it goes
+            wait_for(
+                lambda: sorted(manager.ok("ps", "-a", "--format", "{{.Names}}").split()) == [f"{target}/mover"],
+                60,
+                "the old copy removed",
+                interval=0.3,
+            )
+        manager.remove_containers()
+        for where in ("node2", target):
+            if where:
+                manager.docker("network", "rm", f"{where}/backnet")
+                manager.docker("volume", "rm", f"{where}/kept")

@@ -64,7 +64,7 @@ import aiohttp
 
 from .. import jsontext
 from ..cluster.engine import EngineError, image_matches
-from ..cluster.resources import LookupError_, find_network, move_network
+from ..cluster.resources import LookupError_, copy_network, copy_volume, find_network, move_network
 from ..cluster.transfer import copy_image
 from ..counters import Counts
 from ..errors import in_words
@@ -303,7 +303,11 @@ class Placer:
 
     async def _bring_networks(self, engine: Engine, request: ContainerRequest) -> Outcome | None:
         """Move to ``engine`` the networks ``request`` may move that it lacks; an Outcome if one cannot come."""
-        for name in sorted(request.may_move):
+        made = await self._make_missing(engine, request)
+        if made is not None:
+            return made
+        copied = {str(data["Name"]) for kind, data in request.missing if kind == "network"}
+        for name in sorted(request.may_move - copied):
             try:
                 network = find_network(self.cluster.healthy(), name)
                 if engine not in network.holders:
@@ -313,6 +317,21 @@ class Placer:
             except (EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                 reason = f"cannot move the network {name} to node {engine.name}: {in_words(exc)}"
                 return Outcome(500, _message(reason), engine)
+        return None
+
+    async def _make_missing(self, engine: Engine, request: ContainerRequest) -> Outcome | None:
+        """Make on ``engine`` the networks and volumes of a failed node that the container needs and it lacks."""
+        for kind, data in request.missing:
+            name = str(data["Name"])
+            known = engine.networks if kind == "network" else engine.volumes
+            if any(str(record.get("Name")) == name for record in known):
+                continue
+            try:
+                await (copy_network if kind == "network" else copy_volume)(data, engine)
+            except (EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+                reason = f"cannot make the {kind} {name} on node {engine.name}: {in_words(exc)}"
+                return Outcome(500, _message(reason), engine)
+            log.info("%s %s made on %s for a container rescheduled there", kind, name, engine.name)
         return None
 
     @contextlib.contextmanager

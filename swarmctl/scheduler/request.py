@@ -236,6 +236,9 @@ class ContainerRequest:
     spread: list[str] = field(default_factory=list)
     #: Networks the placer may move to the chosen node (empty ones the scheduler placed; see Placer).
     may_move: frozenset[str] = frozenset()
+    #: Networks and volumes no healthy node has, as the failed node had them ("network" or "volume", its
+    #: record): the placer makes them on the chosen node first (a container rescheduled from that node).
+    missing: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ContainerRequest:

@@ -30,14 +30,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
 from ..cluster.cluster import Cluster
 from ..cluster.engine import HEALTHY, UNHEALTHY, Engine
+from ..cluster.resources import is_multi_host
 from . import Scheduler
 from .expressions import ExpressionError
 from .globals import copies_of, global_names
@@ -97,6 +99,31 @@ def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
             for src, _, dst in [link.partition(":")]
         ]
     return {**config, "HostConfig": host}
+
+
+def _announce(target: Engine, cid: str, name: str, failed: Engine, request: ContainerRequest) -> None:
+    """The move, for ``docker events``: a container event ``reschedule`` on its new node, saying where from."""
+    now = time.time()
+    attributes = {"name": name, "image": request.image, "from": failed.name, ID_LABEL: request.swarm_id}
+    target.bus.publish(
+        {
+            "status": "reschedule",
+            "id": cid,
+            "from": request.image,
+            "Type": "container",
+            "Action": "reschedule",
+            "Actor": {"ID": cid, "Attributes": attributes},
+            "scope": "local",
+            "node": target.node_ref(),
+            "time": int(now),
+            "timeNano": int(now * 1e9),
+        }
+    )
+
+
+def _record(records: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The network or volume called ``name`` (or with that ID) among an engine's records."""
+    return next((r for r in records if name in (r.get("Name"), r.get("Id"))), None)
 
 
 def _created(inspect: dict[str, Any]) -> str:
@@ -166,6 +193,7 @@ class Rescheduler:
             except ExpressionError as exc:
                 log.error("cannot reschedule container %s (%s): %s", name, cid[:12], exc)
                 continue
+            request = self._with_missing(request, engine)
             elsewhere = self._copy_of(request.swarm_id, engine)
             if elsewhere is not None:  # e.g. by another manager watching the same nodes
                 log.info("container %s (%s) is already on %s", name, cid[:12], elsewhere.name)
@@ -185,8 +213,31 @@ class Rescheduler:
                 target.name,
                 outcome.container_id[:12],
             )
+            _announce(target, outcome.container_id, name, engine, request)
             if (inspect.get("State") or {}).get("Running"):
                 await self._start(target, outcome.container_id, name)
+
+    def _with_missing(self, request: ContainerRequest, failed: Engine) -> ContainerRequest:
+        """``request`` with the local networks and named volumes it uses that only ``failed`` has:
+        the placer makes them on the node it chooses (a network is then not a node's to require)."""
+        healthy = [e for e in self.cluster.healthy() if e is not failed]
+        missing: list[tuple[str, dict[str, Any]]] = []
+        for need in request.networks:
+            data = _record(failed.networks, need.name)
+            if (
+                data is not None
+                and not is_multi_host(data)
+                and not any(_record(e.networks, need.name) for e in healthy)
+            ):
+                missing.append(("network", data))
+        for need in request.volumes:
+            data = _record(failed.volumes, need.name)
+            if data is not None and not any(_record(e.volumes, need.name) for e in healthy):
+                missing.append(("volume", data))
+        if not missing:
+            return request
+        moved = frozenset(str(data["Name"]) for kind, data in missing if kind == "network")
+        return replace(request, may_move=request.may_move | moved, missing=tuple(missing))
 
     def _copy_of(self, swarm_id: str, failed: Engine) -> Engine | None:
         """A healthy node that already holds a container with this Swarm ID."""
