@@ -42,15 +42,18 @@ def container(
     ports: dict[str, list[dict[str, str]]] | None = None,
     host_ports: list[str] = (),  # type: ignore[assignment]
     state: str = "running",
+    cpuset: str = "",
+    image: str = "busybox:local",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A container's ``/containers/json`` summary and inspect data, as an engine reports them."""
     cid = secrets.token_hex(32)
     host: dict[str, Any] = {"Memory": memory, "NanoCpus": int(cpus * 1e9), "PortBindings": ports or {}}
-    config: dict[str, Any] = {"Image": "busybox:local", "Labels": labels or {}, "Hostname": cid[:12]}
+    host["CpusetCpus"] = cpuset
+    config: dict[str, Any] = {"Image": image, "Labels": labels or {}, "Hostname": cid[:12]}
     if host_ports:
         host["NetworkMode"] = "host"
         config["ExposedPorts"] = {p: {} for p in host_ports}
-    summary = {"Id": cid, "Names": [f"/{name}"], "Labels": labels or {}, "State": state}
+    summary = {"Id": cid, "Names": [f"/{name}"], "Image": image, "Labels": labels or {}, "State": state}
     inspect = {"Id": cid, "Name": f"/{name}", "Config": config, "HostConfig": host, "State": {"Running": True}}
     return summary, inspect
 

@@ -4,9 +4,9 @@ One set of nodes serves the whole module (starting dockerd is the slow
 part); each test removes its containers. Placement is read back the way a
 user reads it, from ``docker ps`` names (``node/name``) through the manager.
 
-- node1: zone=z1, disk=ssd, containerslots=3
-- node2: zone=z2, disk=hdd
-- node3: zone=z3, disk=ssd, and a runtime named ``custom`` the others lack
+- node1: zone=z1, disk=ssd, site=s1, containerslots=3
+- node2: zone=z2, disk=hdd, site=s1
+- node3: zone=z3, disk=ssd, site=s2, and a runtime named ``custom`` the others lack
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(dk.available() is not None, r
 
 ALL = {"node1", "node2", "node3"}
 LABELS = {
-    "node1": {"zone": "z1", "disk": "ssd", "containerslots": "3"},
-    "node2": {"zone": "z2", "disk": "hdd"},
-    "node3": {"zone": "z3", "disk": "ssd"},
+    "node1": {"zone": "z1", "disk": "ssd", "site": "s1", "containerslots": "3"},
+    "node2": {"zone": "z2", "disk": "hdd", "site": "s1"},
+    "node3": {"zone": "z3", "disk": "ssd", "site": "s2"},
 }
 
 
@@ -166,6 +166,55 @@ def test_nothing_fits_is_refused_naming_the_resource(manager: Manager, clean: No
     cpus = refused(manager, "run", "-d", "-c", "3072", dk.IMAGE, "true")
     assert "it reserves 3 CPUs, and no node has that many free (the most is 2 CPUs free on node" in cpus
     assert placed(manager) == {}
+
+
+def test_cpusets_are_reserved_and_checked_against_the_node(
+    manager: Manager, nodes: list[dk.DockerNode], clean: None
+) -> None:
+    """A CPU is pinned once per node and counts as a reserved CPU; a CPU the nodes lack is refused."""
+    ncpu = int(str(nodes[0].info()["NCPU"]))
+    assert all(node.info()["NCPU"] == ncpu for node in nodes) and ncpu >= 2
+    every, last, on1 = f"0-{ncpu - 1}", ncpu - 1, ("-e", "constraint:node==node1")
+    assert create(manager, "pin0", "--cpuset-cpus", "0", *on1) == "node1"
+    taken = refused(manager, "run", "-d", "--cpuset-cpus", every, *on1, dk.IMAGE, "true")
+    assert f"it is pinned to CPUs {every} (--cpuset-cpus), and other containers are pinned to some of them" in taken
+    assert "(0 on node1)" in taken
+    counted = refused(manager, "run", "-d", "--cpus", f"{ncpu - 0.5}", *on1, dk.IMAGE, "true")
+    assert f"it reserves {ncpu - 0.5:g} CPUs, and no node has that many free (the most is {ncpu - 1:g} CPU" in counted
+    assert create(manager, "pin1", "--cpuset-cpus", f"1-{last}", *on1) == "node1"
+    missing = refused(manager, "run", "-d", "--cpuset-cpus", f"1-{ncpu}", dk.IMAGE, "true")
+    assert (
+        f"pinned to CPUs 1-{ncpu} (--cpuset-cpus), and no node has them (the most is {ncpu} CPUs, {every}, on node"
+        in (missing)
+    )
+    unread = refused(manager, "run", "-d", "--cpuset-cpus", "0-", dk.IMAGE, "true")
+    assert "Invalid value 0- for cpuset cpus: invalid format: 0-" in unread
+    # CPU 0 is free on node2 and node3 only: two more fit there, a third nowhere.
+    again = [create(manager, name, "--cpuset-cpus", "0") for name in ("q1", "q2")]
+    assert sorted(again) == ["node2", "node3"]
+    assert "pinned to some of them on every node" in refused(
+        manager, "run", "-d", "--cpuset-cpus", "0", dk.IMAGE, "true"
+    )
+    assert placed(manager) == {"pin0": "node1", "pin1": "node1", "q1": again[0], "q2": again[1]}
+    # The pin is dockerd's own: the container runs on its CPUs.
+    manager.ok("start", "pin1")
+    assert manager.ok("inspect", "-f", "{{.HostConfig.CpusetCpus}}", "pin1").strip() == f"1-{last}"
+
+
+def test_spread_over_a_label(manager: Manager, clean: None) -> None:
+    """Sites s1, s1, s2: of 4 replicas, 2 go to s2 (node3); without the rule, spread would put 1 there."""
+    sites = Counter(create(manager, f"r{n}", "-e", "spread:site") for n in range(4))
+    assert sites == {"node1": 1, "node2": 1, "node3": 2}
+    # The rule is kept in the container's labels, and the env entry is gone.
+    config = json.loads(manager.ok("inspect", "r0"))[0]["Config"]
+    assert config["Labels"]["com.docker.swarm.spread"] == '["site"]'
+    assert not any(entry.startswith("spread:") for entry in config["Env"] or [])
+    # Siblings are one compose service's containers, whatever the image; with a constraint too.
+    service = ("--label", "com.docker.compose.service=web", "--label", 'com.docker.swarm.spread=["site"]')
+    ssd = ("-e", "constraint:disk==ssd")
+    assert sorted(create(manager, f"w{n}", *service, *ssd) for n in range(2)) == ["node1", "node3"]
+    malformed = refused(manager, "run", "-d", "-e", "spread:site==s1", dk.IMAGE, "true")
+    assert "invalid spread 'site==s1': expected an engine label's name" in malformed
 
 
 def test_constraints(manager: Manager, clean: None) -> None:
@@ -372,9 +421,7 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
         assert moved["Config"]["Cmd"] == ["sleep", "300"]
         assert "plain" not in placed(manager)  # it did not ask to be rescheduled
         # docker events shows each move: the container, the node it left, the node it went to.
-        shown = (
-            '{{.Actor.Attributes.name}} {{index .Actor.Attributes "from.node"}} {{index .Actor.Attributes "node.name"}}'
-        )
+        shown = '{{.Actor.Attributes.name}} {{index .Actor.Attributes "from"}} {{index .Actor.Attributes "node.name"}}'
         until = str(int(time.time()) + 1)
         moves = manager.ok(
             "events", "--since", since, "--until", until, "--filter", "event=reschedule", "--format", shown
@@ -399,3 +446,56 @@ def test_rescheduling_after_a_node_is_killed(manager: Manager, nodes: list[dk.Do
     )
     assert manager.ok("inspect", "-f", "{{.State.Status}}", "keeper").strip() == "running"
     assert manager.ok("inspect", "-f", "{{.State.Status}}", "node2/plain").strip() == "exited"
+
+
+def test_rescheduling_brings_the_network_and_volume(manager: Manager, nodes: list[dk.DockerNode], clean: None) -> None:
+    """A container on a network and a named volume that only its node has runs on another node, with both there."""
+    manager.ok("network", "create", "--label", "purpose=test", "node2/backnet")
+    manager.ok("volume", "create", "--label", "purpose=test", "node2/kept")
+    moving = ("-e", "reschedule:on-node-failure", "-e", "constraint:node==~node2")
+    manager.ok(
+        "run", "-d", "--name", "mover", "--network", "backnet", "-v", "kept:/data", *moving, dk.IMAGE, "sleep", "300"
+    )
+    assert placed(manager) == {"mover": "node2"}
+    victim = nodes[1]
+    victim.kill()
+    target = ""
+    try:
+        wait_for(lambda: placed(manager).get("mover") in ("node1", "node3"), 60, "mover recreated", interval=0.3)
+        wait_for(
+            lambda: manager.ok("inspect", "-f", "{{.State.Status}}", "mover").strip() == "running",
+            30,
+            "the rescheduled mover running",
+            interval=0.3,
+        )
+        target = placed(manager)["mover"]
+        moved = json.loads(manager.ok("inspect", "mover"))[0]
+        assert list(moved["NetworkSettings"]["Networks"]) == ["backnet"]
+        assert [(m["Type"], m["Name"], m["Destination"]) for m in moved["Mounts"]] == [("volume", "kept", "/data")]
+        network = json.loads(manager.ok("network", "inspect", f"{target}/backnet"))[0]
+        assert network["Labels"] == {"purpose": "test"}
+        volume = json.loads(manager.ok("volume", "inspect", f"{target}/kept"))[0]
+        assert volume["Labels"] == {"purpose": "test"}
+        shown = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.from}} {{.Actor.ID}}"
+        events = manager.ok(
+            "events", "--since", "10m", "--until", "0s", "--filter", "event=reschedule", "--format", shown
+        )
+        # Earlier tests of this module moved other containers: this one's move is shown once.
+        assert [line for line in events.splitlines() if " mover " in line] == [
+            f"container reschedule mover node2 {moved['Id']}"
+        ]
+    finally:
+        victim.start()
+        manager.wait_nodes(dict.fromkeys(sorted(ALL), "Healthy"))
+        if target:  # the node is back with the old copy: it goes
+            wait_for(
+                lambda: sorted(manager.ok("ps", "-a", "--format", "{{.Names}}").split()) == [f"{target}/mover"],
+                60,
+                "the old copy removed",
+                interval=0.3,
+            )
+        manager.remove_containers()
+        for where in ("node2", target):
+            if where:
+                manager.docker("network", "rm", f"{where}/backnet")
+                manager.docker("volume", "rm", f"{where}/kept")

@@ -16,6 +16,8 @@ from ..cluster.cluster import LookupError_
 from ..cluster.engine import Engine
 from ..cluster.fanout import ask
 from ..scheduler import ContainerRequest, ExpressionError
+from ..scheduler.globals import copies_of, own_name
+from ..scheduler.request import is_global
 from .bodies import BadBody, container_config
 from .container_filters import compile_filters, limit_of
 from .context import Manager, manager_of
@@ -222,9 +224,15 @@ async def _with_sizes(request: web.Request, listed: list[dict[str, Any]]) -> web
 
 
 def _lookup(request: web.Request) -> tuple[Engine, str] | web.Response:
+    cluster = manager_of(request).cluster
     try:
-        return manager_of(request).cluster.find_container(request.match_info["ref"])
+        return cluster.find_container(request.match_info["ref"])
     except LookupError_ as exc:
+        name = request.match_info["ref"].strip("/")
+        copies = copies_of(cluster.engines.values(), name) if exc.status == 409 else []
+        if len(copies) > 1:  # logs, exec, inspect...: one answer, from one copy
+            listed = ", ".join(f"{engine.name}/{name}" for engine, _ in copies)
+            return error(409, f"Conflict: {name} is a global container, with a copy on each node: name one ({listed})")
         return error(exc.status, exc.message)
 
 
@@ -255,11 +263,14 @@ def _with_node(raw: bytes, engine: Engine) -> bytes:
 
 async def container_action(request: web.Request) -> web.StreamResponse:
     """Every ``/containers/{ref}/{action}`` not handled elsewhere, proxied to the owning node."""
+    action = request.match_info["action"]
+    copies = _every_copy(request) if action in _ON_EVERY_COPY and request.method == "POST" else []
+    if copies:
+        return await _on_copies(request, copies, f"/{action}")
     found = _lookup(request)
     if isinstance(found, web.Response):
         return found
     engine, cid = found
-    action = request.match_info["action"]
     response = await forward(request, engine, _target(request, cid, f"/{action}"))
     if request.method == "POST" and action in _STATE_CHANGING and response.status < 300:
         await engine.refresh_container(cid)
@@ -286,6 +297,9 @@ async def attach_ws(request: web.Request) -> web.StreamResponse:
 async def delete(request: web.Request) -> web.StreamResponse:
     if query_flag(request, "link"):
         return await _delete_link(request)
+    copies = _every_copy(request)
+    if copies:
+        return await _on_copies(request, copies, "")
     found = _lookup(request)
     if isinstance(found, web.Response):
         return found
@@ -294,6 +308,54 @@ async def delete(request: web.Request) -> web.StreamResponse:
     if response.status < 300:
         engine.forget_container(cid)
     return response
+
+
+#: What a command on a global container's name does to every copy (``rm`` too); the rest need ``node/NAME``.
+_ON_EVERY_COPY = {"start", "stop", "restart", "kill"}
+
+
+def _every_copy(request: web.Request) -> list[tuple[Engine, str]]:
+    """The copies on healthy nodes of the global container named (by its name, or a copy's ID), else [].
+
+    ``docker run -d`` starts the container by the ID its create answered: every copy starts.
+    ``node/NAME`` names one copy, so it is never every copy. Copies on nodes that do not
+    answer are left: they come back with their node (``rm -f node/NAME`` removes one then).
+    """
+    ref = request.match_info["ref"].strip("/")
+    if "/" in ref:
+        return []
+    cluster = manager_of(request).cluster
+    copies = copies_of(cluster.engines.values(), ref)
+    if not copies:
+        try:
+            engine, cid = cluster.find_container(ref)
+        except LookupError_:
+            return []
+        line = engine.containers.get(cid) or {}
+        if not is_global(line.get("Labels") or {}):
+            return []
+        copies = copies_of(cluster.engines.values(), own_name(line))
+    return [(e, c) for e, c in copies if e.healthy]
+
+
+async def _on_copies(request: web.Request, copies: list[tuple[Engine, str]], rest: str) -> web.Response:
+    """The request sent to every copy; the first answer if all agree it is done, else the failures, by node."""
+    body = await request.read()
+    replies = await asyncio.gather(
+        *(ask(e, request.method, _target(request, c, rest), body=body or None) for e, c in copies)
+    )
+    for (engine, cid), reply in zip(copies, replies, strict=True):
+        if request.method == "DELETE" and reply.ok:
+            engine.forget_container(cid)
+        else:
+            with contextlib.suppress(Exception):
+                await engine.refresh_container(cid)
+    failed = [reply for reply in replies if not reply.ok and reply.status != 304]  # 304: already so
+    if not failed:
+        done = next((reply for reply in replies if reply.ok), replies[0])
+        return web.Response(status=done.status, body=done.body or None)
+    said = "; ".join(f"{reply.engine.name}: {reply.text}" for reply in failed)
+    return error(failed[0].status or 500, said)
 
 
 async def _delete_link(request: web.Request) -> web.StreamResponse:
@@ -324,7 +386,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         return error(exc.status, exc.message)
     except ExpressionError as exc:
         return error(400, str(exc))
-    outcome = await manager.placer.create(
+    place = manager.placer.create_global if wanted.is_global else manager.placer.create
+    outcome = await place(
         manager.scheduler(),
         wanted,
         request.query.get("name", ""),

@@ -101,7 +101,7 @@ def feed_line(event: Event) -> str | None:
     if kind == "engine" or action in ("engine_connect", "engine_disconnect"):
         return f"node {node}: {'connected' if action == 'engine_connect' else 'lost'}"
     if kind == "container" and action == "reschedule":
-        return f"rescheduled {attributes.get('name', '')} from {attributes.get('from.node', '')} to {node}"
+        return f"rescheduled {attributes.get('name', '')} from {attributes.get('from', '')} to {node}"
     if kind == "container" and action in ("create", "start", "die", "destroy", "kill", "stop"):
         name = attributes.get("name") or str(actor.get("ID", ""))[:12]
         return f"{action} {node}/{name}"

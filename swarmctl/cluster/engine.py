@@ -280,7 +280,7 @@ class Engine:
         return found
 
     def reserved(self) -> tuple[float, int]:
-        """CPUs and memory that this node's containers reserve (``-c``/``--cpus``, ``-m``)."""
+        """CPUs and memory that this node's containers reserve (``-c``/``--cpus``/``--cpuset-cpus``, ``-m``)."""
         result: tuple[float, int] = self.memo("reserved", self._reserved)
         return result
 
@@ -291,6 +291,14 @@ class Engine:
             cpus += facts.cpus
             memory += facts.memory
         return cpus, memory
+
+    def pinned_cpus(self) -> frozenset[int]:
+        """The CPUs that this node's containers are pinned to (``--cpuset-cpus``), stopped ones too."""
+        result: frozenset[int] = self.memo("pinned", self._pinned)
+        return result
+
+    def _pinned(self) -> frozenset[int]:
+        return frozenset().union(*(facts.cpuset for facts in self.inspects.facts()))
 
     def node_ref(self) -> dict[str, str]:
         """How events and inspect name this node (Swarm's ``node`` object)."""

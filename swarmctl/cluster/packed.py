@@ -24,18 +24,23 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from .cpusets import lenient_cpuset
+
 
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the scheduler and ``/info`` read of a container for every decision."""
 
-    #: CPUs reserved (``--cpus``, or ``-c`` shares / 1024) and memory reserved (``-m``), in bytes.
+    #: CPUs reserved (``--cpus``, or ``-c`` shares / 1024; at least the CPUs of ``--cpuset-cpus``)
+    #: and memory reserved (``-m``), in bytes.
     cpus: float
     memory: int
     #: Names of the ``local``-driver volumes it mounts (stopped containers too): their data is on its node.
     local_volumes: frozenset[str]
     #: When it was created, in nanoseconds (the listing says seconds: ``before``/``since`` need the order).
     created_ns: int = 0
+    #: The CPUs it is pinned to (``--cpuset-cpus``): reserved whole, no other container may be pinned there.
+    cpuset: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, inspect: dict[str, Any]) -> Facts:
@@ -45,12 +50,15 @@ class Facts:
             cpus = host["NanoCpus"] / 1e9
         elif host.get("CpuShares"):
             cpus = host["CpuShares"] / 1024
+        cpuset = lenient_cpuset(host.get("CpusetCpus"))
+        cpus = max(cpus, float(len(cpuset)))
         volumes = frozenset(
             str(mount.get("Name"))
             for mount in inspect.get("Mounts") or []
             if mount.get("Type") == "volume" and mount.get("Driver", "local") == "local"
         )
-        return cls(cpus, int(host.get("Memory") or 0), volumes, _nanoseconds(str(inspect.get("Created") or "")))
+        created = _nanoseconds(str(inspect.get("Created") or ""))
+        return cls(cpus, int(host.get("Memory") or 0), volumes, created, cpuset)
 
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")

@@ -244,16 +244,7 @@ async def move_network(network: Network, target: Engine) -> Network:
     explicit subnet are moved), so the new node picks free ones.
     """
     source = network.engine
-    body: dict[str, Any] = {key: network.data.get(key) for key in _NETWORK_SETTINGS}
-    ipam = network.data.get("IPAM") or {}
-    body.update(Name=network.name, CheckDuplicate=False, IPAM={"Driver": ipam.get("Driver") or "default"})
-    async with target.request(
-        "POST", "/networks/create", data=json.dumps(body), headers={"Content-Type": "application/json"}
-    ) as response:
-        answer = await response.read()
-        if response.status != 201:
-            raise EngineError(_message(answer, f"HTTP {response.status}"))
-        new_id = str(json.loads(answer)["Id"])
+    new_id = await _create_like(network.data, target)
     async with source.request("DELETE", f"/networks/{network.id}") as response:
         gone = response.status < 300 or response.status == 404
         reason = _message(await response.read(), f"HTTP {response.status}")
@@ -264,6 +255,50 @@ async def move_network(network: Network, target: Engine) -> Network:
     log.info("network %s moved from %s to %s, to follow its first container", network.name, source.name, target.name)
     await asyncio.gather(source.refresh_networks(), target.refresh_networks())
     return find_network([target], new_id)
+
+
+async def _create_like(data: dict[str, Any], target: Engine) -> str:
+    """A network like ``data`` (a network's inspect) on ``target``, addresses of its own choice; its ID."""
+    body: dict[str, Any] = {key: data.get(key) for key in _NETWORK_SETTINGS}
+    ipam = data.get("IPAM") or {}
+    body.update(Name=data["Name"], CheckDuplicate=False, IPAM={"Driver": ipam.get("Driver") or "default"})
+    async with target.request(
+        "POST", "/networks/create", data=json.dumps(body), headers={"Content-Type": "application/json"}
+    ) as response:
+        answer = await response.read()
+        if response.status != 201:
+            raise EngineError(_message(answer, f"HTTP {response.status}"))
+        return str(json.loads(answer)["Id"])
+
+
+async def copy_network(data: dict[str, Any], target: Engine) -> None:
+    """Make the local network ``data`` describes on ``target`` too (its node failed: a container follows it).
+
+    The same name, driver, options and labels; the addresses are the new node's choice,
+    as when a network moves.
+    """
+    await _create_like(data, target)
+    await target.refresh_networks()
+
+
+async def copy_volume(data: dict[str, Any], target: Engine) -> None:
+    """Make the volume ``data`` describes (a ``/volumes`` record) on ``target``: same name, driver, options, labels.
+
+    Its data stays on the failed node: what comes is the volume, as ``docker volume create`` makes it.
+    """
+    body = {
+        "Name": data["Name"],
+        "Driver": data.get("Driver") or "local",
+        "DriverOpts": data.get("Options") or {},
+        "Labels": data.get("Labels") or {},
+    }
+    async with target.request(
+        "POST", "/volumes/create", data=json.dumps(body), headers={"Content-Type": "application/json"}
+    ) as response:
+        answer = await response.read()
+        if response.status >= 300:
+            raise EngineError(_message(answer, f"HTTP {response.status}"))
+    await target.refresh_volumes()
 
 
 def _message(body: bytes, default: str) -> str:

@@ -13,6 +13,10 @@ the containers of a failed node that ask for it.
 Soft rules (``==~``) are preferences: the filters run once with them and, if
 no node is left, once more without them.
 
+A container that asks to be spread over an engine label (``-e spread:zone``)
+is tried first where its siblings are fewest (:mod:`.spreading`), before
+the strategy's own order and the preferences below.
+
 Among equally good candidates, nodes that already have the image come
 first: the create succeeds there without a pull; and before them, nodes
 where another container already uses a local volume the new one mounts: a
@@ -32,6 +36,7 @@ from .expressions import ExpressionError
 from .filters import DEFAULT_FILTERS, FILTERS, FilterFn, lacks
 from .node import Node
 from .request import ContainerRequest
+from .spreading import spread_over
 from .strategies import STRATEGIES
 
 if TYPE_CHECKING:
@@ -104,6 +109,7 @@ class Scheduler:
     def _select(self, request: ContainerRequest, nodes: list[Node], soft: bool) -> tuple[list[Node], Why]:
         #: (node, the filter that ruled it out, the nodes that filter kept): reasons are written only if needed.
         ruled_out: list[RuledOut] = []
+        everyone = nodes
         for name, keep in zip(self.filters, self._filters, strict=True):
             try:
                 kept = keep(request, nodes, soft)
@@ -120,10 +126,11 @@ class Scheduler:
         local = [need.name for need in request.volumes]
         if local:  # stronger than the image: the data is there
             ranked = _first(ranked, lambda n: any(name in n.local_volumes_in_use for name in local))
+        ranked, spread = spread_over(request, ranked, everyone)
         by_filter: dict[str, list[str]] = {}
         for node, name, _ in ruled_out:
             by_filter.setdefault(name, []).append(node.name)
-        return ranked, Why(self.strategy, {name: tuple(names) for name, names in by_filter.items()})
+        return ranked, Why(self.strategy, {name: tuple(names) for name, names in by_filter.items()}, spread=spread)
 
 
 @dataclass(frozen=True)
@@ -135,10 +142,14 @@ class Why:
     ruled_out: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: The soft rules (``==~``) could not all be met, so the container was placed without them.
     soft_dropped: bool = False
+    #: How a spread rule ordered the candidates (``spread over zone: z2 0 siblings, z1 1 sibling``), if any.
+    spread: str = ""
 
     def text(self, node: str, rank: int, of: int) -> str:
         """In words, for the container placed on ``node``, the ``rank``-th of ``of`` candidates."""
         said = f"{self.strategy}: {node} ranked {rank} of {of} candidate{'s' if of != 1 else ''}"
+        if self.spread:
+            said += f"; {self.spread}"
         if self.soft_dropped:
             said += "; soft rules dropped (no node met them all)"
         for name, nodes in self.ruled_out.items():

@@ -13,13 +13,14 @@ engine's cache) are added on top with :meth:`Node.plus`, so that two
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..cluster.engine import image_matches
 from ..cluster.resources import movable, networks_of
-from .request import ContainerRequest, requested_ports
+from .request import ContainerRequest, requested_ports, sibling_key
 
 if TYPE_CHECKING:
     from ..cluster.engine import Engine
@@ -120,6 +121,21 @@ class Node:
             ]
         return known
 
+    def siblings(self, key: tuple[str, ...]) -> int:
+        """How many containers here (and creates in flight) are siblings by ``key`` (:func:`sibling_key`).
+
+        Counted for all of the node's containers once per change of its cache, so a decision
+        looks one number up per node.
+        """
+        counts: Counter[tuple[str, ...]] = self.engine.memo("siblings", self._sibling_counts)
+        return counts[key] + sum(1 for request in self.pending if request.siblings == key)
+
+    def _sibling_counts(self) -> Counter[tuple[str, ...]]:
+        return Counter(
+            sibling_key(str(summary.get("Image") or ""), summary.get("Labels") or {})
+            for summary in self.engine.containers.values()
+        )
+
     @cached_property
     def used_ports(self) -> set[tuple[str, str, str]]:
         """``(protocol, host IP, host port)`` taken here, by bindings or host networking, stopped containers too."""
@@ -178,6 +194,16 @@ class Node:
         for request in self.pending:
             found -= {need.name for need in request.networks}
         return frozenset(found)
+
+    @cached_property
+    def pinned_cpus(self) -> frozenset[int]:
+        """CPUs a container here (or being created here) is pinned to (``--cpuset-cpus``): taken whole."""
+        return self.engine.pinned_cpus().union(*(request.cpuset for request in self.pending))
+
+    @property
+    def cpu_ids(self) -> range:
+        """The CPUs the node has, by number, as ``--cpuset-cpus`` names them (``NCPU`` of them, from 0)."""
+        return range(int(self.total_cpus))
 
     def has_image(self, ref: str) -> bool:
         """Whether the image is here; remembered with the snapshot, as ``docker run`` repeats images."""

@@ -64,7 +64,7 @@ import aiohttp
 
 from .. import jsontext
 from ..cluster.engine import EngineError, image_matches
-from ..cluster.resources import LookupError_, find_network, move_network
+from ..cluster.resources import LookupError_, copy_network, copy_volume, find_network, move_network
 from ..cluster.transfer import copy_image
 from ..counters import Counts
 from ..errors import in_words
@@ -203,6 +203,53 @@ class Placer:
         finally:
             self._names.discard(name)
 
+    async def create_global(
+        self,
+        scheduler: Scheduler,
+        request: ContainerRequest,
+        name: str,
+        *,
+        path: str = "/containers/create",
+        query: str | None = None,
+    ) -> Outcome:
+        """A copy on every node that passes the filters (see :mod:`.globals`); the first copy's answer.
+
+        Copies the nodes refuse are logged, naming the node; only when none is made is the
+        refusal the client's answer.
+        """
+        name = name.lstrip("/")
+        if not name:
+            return Outcome(400, _message("a global container needs a name (--name): its copies answer to it"))
+        if self.name_taken(name):
+            return Outcome(409, _message(f'Conflict. The container name "/{name}" is already in use.'))
+        try:
+            targets = self.candidates(scheduler, request)
+        except NoNodeError as exc:
+            return Outcome(500, _message(str(exc)))
+        made: list[Outcome] = []
+        refused: list[Outcome] = []
+        for engine in sorted(targets, key=lambda e: e.name):
+            outcome = await self.create_on(scheduler, request.copy(), name, engine, path=path, query=query)
+            (made if outcome.status == 201 else refused).append(outcome)
+        for outcome in refused:
+            where = outcome.engine.name if outcome.engine else "a node"
+            log.warning("global container %s: no copy on %s: %s", name, where, outcome.message)
+        return (made or refused)[0]
+
+    async def create_on(
+        self,
+        scheduler: Scheduler,
+        request: ContainerRequest,
+        name: str,
+        engine: Engine,
+        *,
+        path: str = "/containers/create",
+        query: str | None = None,
+    ) -> Outcome:
+        """:meth:`create` on ``engine`` only, if it passes the filters (a copy of a global container)."""
+        others = [addr for addr in self.cluster.engines if addr != engine.addr]
+        return await self.create(scheduler, request, name, path=path, query=query, exclude=others)
+
     def _noted(self, outcome: Outcome, candidates: list[Engine], why: Why) -> Outcome:
         """``outcome``, its placement's reason kept (see :attr:`placements`) if it created a container."""
         if outcome.status == 201 and outcome.container_id and outcome.engine in candidates:
@@ -256,7 +303,11 @@ class Placer:
 
     async def _bring_networks(self, engine: Engine, request: ContainerRequest) -> Outcome | None:
         """Move to ``engine`` the networks ``request`` may move that it lacks; an Outcome if one cannot come."""
-        for name in sorted(request.may_move):
+        made = await self._make_missing(engine, request)
+        if made is not None:
+            return made
+        copied = {str(data["Name"]) for kind, data in request.missing if kind == "network"}
+        for name in sorted(request.may_move - copied):
             try:
                 network = find_network(self.cluster.healthy(), name)
                 if engine not in network.holders:
@@ -266,6 +317,21 @@ class Placer:
             except (EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
                 reason = f"cannot move the network {name} to node {engine.name}: {in_words(exc)}"
                 return Outcome(500, _message(reason), engine)
+        return None
+
+    async def _make_missing(self, engine: Engine, request: ContainerRequest) -> Outcome | None:
+        """Make on ``engine`` the networks and volumes of a failed node that the container needs and it lacks."""
+        for kind, data in request.missing:
+            name = str(data["Name"])
+            known = engine.networks if kind == "network" else engine.volumes
+            if any(str(record.get("Name")) == name for record in known):
+                continue
+            try:
+                await (copy_network if kind == "network" else copy_volume)(data, engine)
+            except (EngineError, TimeoutError, aiohttp.ClientError, OSError, ValueError, KeyError) as exc:
+                reason = f"cannot make the {kind} {name} on node {engine.name}: {in_words(exc)}"
+                return Outcome(500, _message(reason), engine)
+            log.info("%s %s made on %s for a container rescheduled there", kind, name, engine.name)
         return None
 
     @contextlib.contextmanager

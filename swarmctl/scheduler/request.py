@@ -2,9 +2,11 @@
 
 Swarm users write placement rules as environment entries
 (``-e constraint:node==node1``, ``-e affinity:container==web``,
-``-e reschedule:on-node-failure``) or as labels holding JSON lists
+``-e reschedule:on-node-failure``, and ours: ``-e spread:zone``,
+``-e global:true``) or as labels holding JSON lists
 (``com.docker.swarm.constraints``, ``com.docker.swarm.affinities``,
-``com.docker.swarm.reschedule-policies``). As Swarm did, the environment
+``com.docker.swarm.reschedule-policies``, ``com.docker.swarm.spread``; and
+``com.docker.swarm.global=true``). As Swarm did, the environment
 entries are taken out of ``Env`` (the container never sees them) and recorded
 in those labels, so that they survive on the engine: ``docker inspect`` shows
 them, and rescheduling reads them back from the container's labels. Every
@@ -22,21 +24,34 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..cluster.cpusets import CpusetError, parse_cpuset
 from .expressions import Expression, ExpressionError, parse_all
 
 NAMESPACE = "com.docker.swarm"
 CONSTRAINTS_LABEL = f"{NAMESPACE}.constraints"
 AFFINITIES_LABEL = f"{NAMESPACE}.affinities"
 RESCHEDULE_LABEL = f"{NAMESPACE}.reschedule-policies"
+SPREAD_LABEL = f"{NAMESPACE}.spread"
+GLOBAL_LABEL = f"{NAMESPACE}.global"
 ID_LABEL = f"{NAMESPACE}.id"
+#: docker-compose's labels: containers of one service are siblings, whatever their image.
+COMPOSE_SERVICE, COMPOSE_PROJECT = "com.docker.compose.service", "com.docker.compose.project"
 
 ON_NODE_FAILURE, OFF = "on-node-failure", "off"
-_ENV_KEYS = {"constraint": CONSTRAINTS_LABEL, "affinity": AFFINITIES_LABEL, "reschedule": RESCHEDULE_LABEL}
+_ENV_KEYS = {
+    "constraint": CONSTRAINTS_LABEL,
+    "affinity": AFFINITIES_LABEL,
+    "reschedule": RESCHEDULE_LABEL,
+    "spread": SPREAD_LABEL,
+    "global": GLOBAL_LABEL,
+}
+_LABEL_KEY = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -123,17 +138,82 @@ def label_list(labels: dict[str, str], key: str) -> list[str]:
     return value
 
 
-def _resources(host: dict[str, Any], config: dict[str, Any]) -> tuple[float, int]:
-    """CPUs and memory reserved: ``--cpus`` (NanoCpus) or ``-c`` shares (1024 = one CPU), and ``-m``.
+def _spread_keys(values: list[str]) -> list[str]:
+    """The engine labels to spread over, in order (``node`` for the node itself); :class:`ExpressionError` if bad."""
+    keys = list(dict.fromkeys(v.strip() for v in values))
+    for key in keys:
+        if not _LABEL_KEY.fullmatch(key):
+            raise ExpressionError(
+                f"invalid spread {key!r}: expected an engine label's name (letters, digits, '.', '-', '_'), e.g. zone"
+            )
+    return keys
+
+
+def _take_rules(body: dict[str, Any], labels: dict[str, str]) -> dict[str, list[str]]:
+    """Swarm's rules, label -> entries: from the labels, and the ``-e`` entries taken out of ``Env``."""
+    lists = {label: label_list(labels, label) for label in _ENV_KEYS.values() if label != GLOBAL_LABEL}
+    lists[GLOBAL_LABEL] = [labels[GLOBAL_LABEL]] if GLOBAL_LABEL in labels else []  # true/false, not a list
+    env: list[str] = []
+    for entry in body.get("Env") or []:
+        key, sep, value = str(entry).partition(":")
+        if sep and key in _ENV_KEYS:
+            lists[_ENV_KEYS[key]].append(value)
+        else:
+            env.append(entry)
+    if body.get("Env") is not None:
+        body["Env"] = env
+    return lists
+
+
+def _policy(values: list[str]) -> str:
+    """The one reschedule policy given (``off`` if none); :class:`ExpressionError` for several or an unknown one."""
+    policies = list(dict.fromkeys(p.strip() for p in values))
+    if len(policies) > 1:
+        raise ExpressionError(f"too many reschedule policies: {', '.join(policies)} (give one)")
+    if policies and policies[0] not in (ON_NODE_FAILURE, OFF):
+        raise ExpressionError(f"invalid reschedule policy {policies[0]!r}: expected on-node-failure or off")
+    return policies[0] if policies else OFF
+
+
+def _is_global(values: list[str]) -> bool:
+    """``global:true`` (one copy on every node that passes the filters) or ``false``; ExpressionError else."""
+    said = set(v.strip().lower() for v in values)
+    if said - {"true", "false"} or len(said) > 1:
+        raise ExpressionError(f"invalid global {', '.join(values)!r}: expected true or false")
+    return said == {"true"}
+
+
+def is_global(labels: dict[str, str]) -> bool:
+    """Whether a container's labels (or a listing line's) say it is a copy of a global container."""
+    return str(labels.get(GLOBAL_LABEL, "")).strip().lower() == "true"
+
+
+def sibling_key(image: str, labels: dict[str, str]) -> tuple[str, ...]:
+    """What makes containers siblings for ``spread``: one compose service (of one project), else one image."""
+    service = labels.get(COMPOSE_SERVICE)
+    if service:
+        return ("service", labels.get(COMPOSE_PROJECT, ""), service)
+    bare = image.rsplit("/", 1)[-1]
+    return ("image", image if "@" in image or ":" in bare or not image else f"{image}:latest")
+
+
+def _resources(host: dict[str, Any], config: dict[str, Any]) -> tuple[float, int, frozenset[int]]:
+    """CPUs, memory and pinned CPUs reserved: ``--cpus`` (NanoCpus) or ``-c`` shares (1024 = one
+    CPU), at least one CPU per CPU of ``--cpuset-cpus``; ``-m``; the CPUs of ``--cpuset-cpus``.
 
     The same reading as :meth:`Engine.reserved`, so what a container asks
-    for here is what it is counted for once it runs.
+    for here is what it is counted for once it runs. A cpuset dockerd could
+    not read is refused here, in dockerd's words, before any node is chosen.
     """
     nano = int(host.get("NanoCpus") or 0)
     shares = int(host.get("CpuShares") or config.get("CpuShares") or 0)
-    cpus = nano / 1e9 if nano else shares / 1024
+    try:
+        cpuset = parse_cpuset(str(host.get("CpusetCpus") or ""))
+    except CpusetError as exc:
+        raise ExpressionError(str(exc)) from None
+    cpus = max(nano / 1e9 if nano else shares / 1024, float(len(cpuset)))
     memory = int(host.get("Memory") or config.get("Memory") or 0)
-    return cpus, memory
+    return cpus, memory, cpuset
 
 
 @dataclass
@@ -147,11 +227,18 @@ class ContainerRequest:
     reschedule: str = OFF
     cpus: float = 0.0
     memory: int = 0
+    #: The CPUs it is pinned to (``--cpuset-cpus``); they count in ``cpus`` too.
+    cpuset: frozenset[int] = frozenset()
     #: Networks and named volumes it uses (the body already names them plainly).
     networks: list[Needed] = field(default_factory=list)
     volumes: list[Needed] = field(default_factory=list)
+    #: Engine labels to spread over (``-e spread:zone``): fewest siblings first, before the strategy's order.
+    spread: list[str] = field(default_factory=list)
     #: Networks the placer may move to the chosen node (empty ones the scheduler placed; see Placer).
     may_move: frozenset[str] = frozenset()
+    #: Networks and volumes no healthy node has, as the failed node had them ("network" or "volume", its
+    #: record): the placer makes them on the chosen node first (a container rescheduled from that node).
+    missing: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ContainerRequest:
@@ -162,31 +249,26 @@ class ContainerRequest:
         if "" in ((body.get("HostConfig") or {}).get("VolumesFrom") or []):  # dockerd's check, before scheduling
             raise ExpressionError("volumes-from specification cannot be an empty string")
         labels: dict[str, str] = dict(body.get("Labels") or {})
-        lists = {label: label_list(labels, label) for label in _ENV_KEYS.values()}
-        env: list[str] = []
-        for entry in body.get("Env") or []:
-            key, sep, value = str(entry).partition(":")
-            if sep and key in _ENV_KEYS:
-                lists[_ENV_KEYS[key]].append(value)
-            else:
-                env.append(entry)
-        if body.get("Env") is not None:
-            body["Env"] = env
+        lists = _take_rules(body, labels)
         constraints = parse_all(lists[CONSTRAINTS_LABEL], "constraint")
         affinities = parse_all(lists[AFFINITIES_LABEL], "affinity")
-        policies = list(dict.fromkeys(p.strip() for p in lists[RESCHEDULE_LABEL]))
-        if len(policies) > 1:
-            raise ExpressionError(f"too many reschedule policies: {', '.join(policies)} (give one)")
-        if policies and policies[0] not in (ON_NODE_FAILURE, OFF):
-            raise ExpressionError(f"invalid reschedule policy {policies[0]!r}: expected on-node-failure or off")
+        policy = _policy(lists[RESCHEDULE_LABEL])
+        copies = _is_global(lists.pop(GLOBAL_LABEL))
+        if copies and policy == ON_NODE_FAILURE:
+            raise ExpressionError("a global container is not rescheduled: it has a copy on every node (drop one)")
         for label, values in lists.items():
             if values:
                 labels[label] = json.dumps(values, separators=(",", ":"))
+        if copies:
+            labels[GLOBAL_LABEL] = "true"
+        else:
+            labels.pop(GLOBAL_LABEL, None)
         labels.setdefault(ID_LABEL, secrets.token_hex(32))
         body["Labels"] = labels
-        cpus, memory = _resources(body.get("HostConfig") or {}, body)
+        cpus, memory, cpuset = _resources(body.get("HostConfig") or {}, body)
         networks, volumes = take_networks(body), take_volumes(body)
-        return cls(body, constraints, affinities, policies[0] if policies else OFF, cpus, memory, networks, volumes)
+        spread = _spread_keys(lists[SPREAD_LABEL])
+        return cls(body, constraints, affinities, policy, cpus, memory, cpuset, networks, volumes, spread)
 
     # -- what the filters look at ---------------------------------------------------
     @property
@@ -209,6 +291,22 @@ class ContainerRequest:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.body.get("Labels") or {})
+
+    @property
+    def is_global(self) -> bool:
+        """One copy on every node that passes its filters (``-e global:true``)."""
+        return is_global(self.labels)
+
+    def copy(self) -> ContainerRequest:
+        """The same container with a Swarm ID of its own: one copy of a global container."""
+        body = copy.deepcopy(self.body)
+        body["Labels"][ID_LABEL] = secrets.token_hex(32)
+        return ContainerRequest.from_body(body)
+
+    @cached_property
+    def siblings(self) -> tuple[str, ...]:
+        """Which containers count as its siblings for ``spread`` (:func:`sibling_key`)."""
+        return sibling_key(self.image, self.labels)
 
     @cached_property
     def ports(self) -> list[tuple[str, str, str]]:

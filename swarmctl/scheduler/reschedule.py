@@ -8,6 +8,9 @@ with the container's own constraints and affinities, from the node's last
 cached inspect data: same configuration, same name, same
 ``com.docker.swarm.id``; and started if it was running.
 
+A node that turns Healthy (joins, or comes back) also gets a copy of each
+global container it lacks and whose filters it passes (:mod:`.globals`).
+
 The node may come back (a partition heals, a host reboots) with the old
 copy. Two containers with one Swarm ID and one name would make the name
 ambiguous, so when a node turns Healthy, of every such pair the older copy
@@ -29,15 +32,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
 from ..cluster.cluster import Cluster
 from ..cluster.engine import HEALTHY, UNHEALTHY, Engine
+from ..cluster.resources import is_multi_host
 from . import Scheduler
 from .expressions import ExpressionError
+from .globals import copies_of, global_names
 from .placement import Placer
 from .request import ID_LABEL, ON_NODE_FAILURE, RESCHEDULE_LABEL, ContainerRequest, label_list
 
@@ -96,6 +101,37 @@ def create_body(inspect: dict[str, Any]) -> dict[str, Any]:
     return {**config, "HostConfig": host}
 
 
+def _announce(target: Engine, cid: str, name: str, failed: Engine, request: ContainerRequest) -> None:
+    """The move, for ``docker events``: a container event ``reschedule`` on its new node, saying where from."""
+    now = time.time()
+    attributes = {
+        "name": name,
+        "image": request.image,
+        "from": failed.name,
+        "node.name": target.name,
+        ID_LABEL: request.swarm_id,
+    }
+    target.bus.publish(
+        {
+            "status": "reschedule",
+            "id": cid,
+            "from": request.image,
+            "Type": "container",
+            "Action": "reschedule",
+            "Actor": {"ID": cid, "Attributes": attributes},
+            "scope": "local",
+            "node": target.node_ref(),
+            "time": int(now),
+            "timeNano": int(now * 1e9),
+        }
+    )
+
+
+def _record(records: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The network or volume called ``name`` (or with that ID) among an engine's records."""
+    return next((r for r in records if name in (r.get("Name"), r.get("Id"))), None)
+
+
 def _created(inspect: dict[str, Any]) -> str:
     """The creation time, comparable as text (Docker trims trailing zeros of the nanoseconds)."""
     stamp = str(inspect.get("Created") or "").rstrip("Z")
@@ -116,7 +152,7 @@ class Rescheduler:
         if engine.state == UNHEALTHY and previous == HEALTHY:
             work = self._reschedule_from
         elif engine.state == HEALTHY:
-            work = self._remove_duplicates
+            work = self._in_service
         else:
             return
         if not self.policy.acting():
@@ -163,6 +199,7 @@ class Rescheduler:
             except ExpressionError as exc:
                 log.error("cannot reschedule container %s (%s): %s", name, cid[:12], exc)
                 continue
+            request = self._with_missing(request, engine)
             elsewhere = self._copy_of(request.swarm_id, engine)
             if elsewhere is not None:  # e.g. by another manager watching the same nodes
                 log.info("container %s (%s) is already on %s", name, cid[:12], elsewhere.name)
@@ -182,25 +219,31 @@ class Rescheduler:
                 target.name,
                 outcome.container_id[:12],
             )
-            self._announce(engine, target, outcome.container_id, name)
+            _announce(target, outcome.container_id, name, engine, request)
             if (inspect.get("State") or {}).get("Running"):
                 await self._start(target, outcome.container_id, name)
 
-    def _announce(self, failed: Engine, target: Engine, cid: str, name: str) -> None:
-        """A ``reschedule`` event on the cluster's bus (``docker events``, the dashboard's feed): who moved where."""
-        now = time.time()
-        self.cluster.bus.publish(
-            {
-                "status": "reschedule",
-                "id": cid,
-                "Type": "container",
-                "Action": "reschedule",
-                "Actor": {"ID": cid, "Attributes": {"name": name, "from.node": failed.name, "node.name": target.name}},
-                "node": target.node_ref(),
-                "time": int(now),
-                "timeNano": int(now * 1e9),
-            }
-        )
+    def _with_missing(self, request: ContainerRequest, failed: Engine) -> ContainerRequest:
+        """``request`` with the local networks and named volumes it uses that only ``failed`` has:
+        the placer makes them on the node it chooses (a network is then not a node's to require)."""
+        healthy = [e for e in self.cluster.healthy() if e is not failed]
+        missing: list[tuple[str, dict[str, Any]]] = []
+        for need in request.networks:
+            data = _record(failed.networks, need.name)
+            if (
+                data is not None
+                and not is_multi_host(data)
+                and not any(_record(e.networks, need.name) for e in healthy)
+            ):
+                missing.append(("network", data))
+        for need in request.volumes:
+            data = _record(failed.volumes, need.name)
+            if data is not None and not any(_record(e.volumes, need.name) for e in healthy):
+                missing.append(("volume", data))
+        if not missing:
+            return request
+        moved = frozenset(str(data["Name"]) for kind, data in missing if kind == "network")
+        return replace(request, may_move=request.may_move | moved, missing=tuple(missing))
 
     def _copy_of(self, swarm_id: str, failed: Engine) -> Engine | None:
         """A healthy node that already holds a container with this Swarm ID."""
@@ -223,6 +266,32 @@ class Rescheduler:
             await engine.refresh_container(cid)
 
     # -- a node is (back) in service -------------------------------------------------------
+    async def _in_service(self, engine: Engine) -> None:
+        await self._remove_duplicates(engine)
+        await self._copy_globals_to(engine)
+
+    async def _copy_globals_to(self, engine: Engine) -> None:
+        """A copy on ``engine`` of every global container it lacks and whose filters it passes."""
+        others = [e for e in self.cluster.healthy() if e is not engine]
+        names = sorted({name for other in others for name in global_names(other)} - set(engine.container_names()))
+        for name in names:
+            source, cid = copies_of(others, name)[0]
+            inspect = source.inspects.get(cid)
+            if inspect is None or not engine.healthy:
+                continue
+            try:
+                request = ContainerRequest.from_body(create_body(inspect)).copy()
+            except ExpressionError as exc:
+                log.error("cannot copy global container %s to %s: %s", name, engine.name, exc)
+                continue
+            outcome = await self.policy.placer.create_on(self.policy.scheduler(), request, name, engine)
+            if outcome.status != 201:
+                log.info("global container %s: no copy on %s: %s", name, engine.name, outcome.message)
+                continue
+            log.info("global container %s: copied to %s as %s", name, engine.name, outcome.container_id[:12])
+            if (inspect.get("State") or {}).get("Running"):
+                await self._start(engine, outcome.container_id, name)
+
     async def _remove_duplicates(self, engine: Engine) -> None:
         """Of two copies of one rescheduled container, remove the older (the one replaced)."""
         here = {

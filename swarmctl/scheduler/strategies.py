@@ -2,7 +2,11 @@
 
 Every strategy first drops the nodes that cannot hold what the container
 reserves (``--cpus``/``-c``, ``-m``) next to what their containers already
-reserve, and refuses the container, naming the resource, when none can. Then,
+reserve, and refuses the container, naming the resource, when none can. A
+container pinned to CPUs (``--cpuset-cpus 0,1``) reserves those CPUs whole:
+it counts as that many CPUs, and goes only to a node that has CPUs of those
+numbers (``NCPU`` of them, numbered from 0) that no other container there is
+pinned to, stopped ones included (starting them again must not fail). Then,
 as in Swarm, each node is weighed by the share of its CPUs plus the share of
 its memory that would be reserved with the container on it (whole percents,
 so nodes that differ by a crumb count as equal):
@@ -21,6 +25,7 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Callable
 
+from ..cluster.cpusets import cpuset_text
 from .errors import NoResourcesError
 from .node import Node
 from .request import ContainerRequest
@@ -50,13 +55,21 @@ def _memory_fits(node: Node, request: ContainerRequest) -> bool:
     return request.memory <= 0 or node.used_memory + request.memory <= node.total_memory
 
 
+def _cpuset_fits(node: Node, request: ContainerRequest) -> bool:
+    """The node has every CPU the container is pinned to, and none of them is pinned already."""
+    wanted = request.cpuset
+    return not wanted or (max(wanted) < len(node.cpu_ids) and wanted.isdisjoint(node.pinned_cpus))
+
+
 def fitting(request: ContainerRequest, nodes: list[Node]) -> list[Node]:
     """The nodes with room for the container; :class:`NoResourcesError` naming the resource if none."""
     if not request.wants_resources:
         return nodes
-    kept = [n for n in nodes if _cpu_fits(n, request) and _memory_fits(n, request)]
+    kept = [n for n in nodes if _cpu_fits(n, request) and _memory_fits(n, request) and _cpuset_fits(n, request)]
     if kept or not nodes:
         return kept
+    if not any(_cpuset_fits(n, request) for n in nodes):
+        raise NoResourcesError(_cpuset_refusal(request, nodes), reason="cpuset")
     cpu_short, memory_short = _short(request, nodes)
     short = "cpu" if cpu_short and not memory_short else "memory" if memory_short and not cpu_short else "cpu+memory"
     raise NoResourcesError(_refusal(request, nodes), reason=short)
@@ -89,6 +102,21 @@ def _refusal(request: ContainerRequest, nodes: list[Node]) -> str:
         f"{size(request.memory)} of memory, and no node has both free (the most CPUs: {cpu_text}; "
         f"the most memory: {memory_text})"
     )
+
+
+def _cpuset_refusal(request: ContainerRequest, nodes: list[Node]) -> str:
+    """Say why no node can take the CPUs the container is pinned to: no node has them, or they are pinned."""
+    wanted = cpuset_text(request.cpuset)
+    said = f"no resources available to schedule container: it is pinned to CPUs {wanted} (--cpuset-cpus)"
+    having = [n for n in nodes if max(request.cpuset) < len(n.cpu_ids)]
+    if not having:
+        biggest = max(nodes, key=lambda n: (len(n.cpu_ids), n.name))
+        shown = cpuset_text(biggest.cpu_ids) or "none"
+        return f"{said}, and no node has them (the most is {_cpus(len(biggest.cpu_ids))}, {shown}, on {biggest.name})"
+    taken = [f"{cpuset_text(request.cpuset & n.pinned_cpus)} on {n.name}" for n in having[:3]]
+    more = f" and {len(having) - 3} more" if len(having) > 3 else ""
+    where = ", ".join(taken) + more
+    return f"{said}, and other containers are pinned to some of them on every node that has them ({where})"
 
 
 def weight(node: Node, request: ContainerRequest) -> int:
