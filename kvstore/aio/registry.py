@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "kvstore.aio.backends"
 _BUILTIN: dict[str, tuple[str, str | None]] = {
     "memory": ("kvstore.aio.memory:AsyncMemoryStore", None),
     "sqlite": ("kvstore.aio.sqlite:AsyncSQLiteStore", None),
+    "etcd": ("kvstore.aio.etcd:AsyncEtcdStore", "etcd"),
 }
 
 _registered: dict[str, AsyncStoreFactory] = {}

@@ -554,14 +554,6 @@ class AsyncStoreConformance:
         await asyncio.wait_for(lost.wait(), 2 + SLACK)  # TimeoutError: the lost-event was not set
         await lock.release()
 
-    @async_case
-    async def test_lock_lost_when_its_store_closes(self, store: AsyncStore, root: str) -> None:
-        async with peer_of(store) as other:
-            if other is store:
-                pytest.skip("a private store is its own peer: closing it ends the case")
-            lost = await other.new_lock(f"{root}/lock", value=b"me", ttl=2).acquire(timeout=SLACK)
-        await asyncio.wait_for(lost.wait(), 2 + SLACK)
-
     # -- across processes ---------------------------------------------------------------------
     @staticmethod
     def _needs_processes(store: AsyncStore) -> None:
