@@ -49,6 +49,15 @@ T = TypeVar("T")
 #: What gRPC's asyncio API raises for a call on a closed channel, besides the sync API's ValueError.
 _CLOSED_CHANNEL = (ValueError, grpc.aio.UsageError)
 
+#: What ``grpc.aio`` reports when writing to a stream whose connection broke (the member died under it):
+#: status INTERNAL with this text, where the sync API reports UNAVAILABLE.
+_BROKEN_STREAM_TEXT = "internal error from core"
+
+
+def is_broken_stream(exc: grpc.RpcError) -> bool:
+    """True for ``grpc.aio``'s "the stream's connection broke": another member (or a new stream) may answer."""
+    return bool(rpc_code(exc) == grpc.StatusCode.INTERNAL and _BROKEN_STREAM_TEXT in rpc_details(exc).lower())
+
 
 class AsyncEndpoint:
     """One etcd member's address, with a lazily opened ``aio`` channel (in the running loop) and its stubs."""
@@ -185,6 +194,9 @@ class AsyncConnection:
     def _classify(self, exc: Exception, endpoint: AsyncEndpoint, what: str) -> Retry | KVStoreError:
         if isinstance(exc, grpc.aio.UsageError):
             exc = ValueError(str(exc))
+        if isinstance(exc, grpc.RpcError) and is_broken_stream(exc):
+            details = rpc_details(exc)
+            return Retry(NotReachableError(f"{what}: etcd at {endpoint} broke the stream: {details}"), details)
         return classify_failure(exc, endpoint, what, closed=self.closed)
 
     def _no_answer(self, what: str, budget: float, tried: Mapping[str, tuple[int, str]], _last: Retry) -> KVStoreError:
@@ -317,7 +329,7 @@ class AsyncWatchStream:
         code = rpc_code(exc)
         if code == grpc.StatusCode.UNAUTHENTICATED:
             self._conn.forget_token()
-        elif is_retryable(code, rpc_details(exc)):
+        elif is_retryable(code, rpc_details(exc)) or is_broken_stream(exc):
             self._conn.fail_over(endpoint)
         elif code == grpc.StatusCode.CANCELLED and self._conn.closed:
             return KVStoreError("watch: the etcd store was closed")

@@ -42,6 +42,7 @@ class AsyncWatch(abc.ABC, Generic[T]):
 
     def __init__(self) -> None:
         self._started = False
+        self._starting = False
         self._held: builtins.list[T] = []
         self._closed = False
         self._ended = False
@@ -74,13 +75,18 @@ class AsyncWatch(abc.ABC, Generic[T]):
         """Take the first state now (``async with`` does); ``KeyNotFoundError`` if the key is absent."""
         if self._started:
             return
-        self._started = True
+        self._started = self._starting = True
         try:
-            self._held.append(await self._first())
+            item = await self._first()
         except BaseException:
             self._ended = True
+            self._starting = False
             await self._finish()
             raise
+        self._starting = False
+        self._held.append(item)
+        if self._closed:  # closed by another task while the first read ran: release what it started
+            await self._finish()
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
@@ -122,7 +128,8 @@ class AsyncWatch(abc.ABC, Generic[T]):
     async def aclose(self) -> None:
         """Stop the watch; safe from any task and more than once."""
         self._close_now()
-        await self._finish()
+        if not self._starting:  # else start() releases once its first read is done
+            await self._finish()
 
     async def __aenter__(self) -> AsyncWatch[T]:
         await self.start()
