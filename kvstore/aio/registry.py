@@ -23,6 +23,7 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "memory": ("kvstore.aio.memory:AsyncMemoryStore", None),
     "sqlite": ("kvstore.aio.sqlite:AsyncSQLiteStore", None),
     "etcd": ("kvstore.aio.etcd:AsyncEtcdStore", "etcd"),
+    "zk": ("kvstore.aio.zookeeper:AsyncZooKeeperStore", "zk"),
 }
 
 _registered: dict[str, AsyncStoreFactory] = {}
