@@ -163,6 +163,7 @@ def test_kvstore_wheel_holds_the_kvstore_package_alone(wheels: Wheels) -> None:
     contents = files(wheels.kvstore)
     assert all(name.startswith("kvstore/") for name in contents), sorted(contents)
     assert {"kvstore/__init__.py", "kvstore/py.typed", "kvstore/backends/etcd.py", "kvstore/testing.py"} <= contents
+    assert {"kvstore/aio/__init__.py", "kvstore/aio/etcd.py", "kvstore/aio/testing.py"} <= contents
     assert "kvstore/pyproject.toml" not in contents
     meta = metadata(wheels.kvstore)
     assert meta["Name"] == "kvstore" and meta["Version"] == kvstore.__version__

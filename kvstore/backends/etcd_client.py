@@ -120,15 +120,17 @@ _TLS_MARKERS = ("handshake", "tsi_", "ssl", "certificate")
 #: Metadata that makes a member end a watch stream once it has lost the
 #: leader (etcd's ``WithRequireLeader``): a member cut off from the cluster
 #: would otherwise keep the watch open and silently stale.
-_REQUIRE_LEADER = ("hasleader", "true")
+REQUIRE_LEADER = ("hasleader", "true")
 
 
-def _code(exc: grpc.RpcError) -> Any:
+def rpc_code(exc: grpc.RpcError) -> Any:
+    """The gRPC status code of a failed call (sync or ``grpc.aio``); UNKNOWN when it has none."""
     code = getattr(exc, "code", None)
     return code() if callable(code) else grpc.StatusCode.UNKNOWN  # not a Call: no code to read
 
 
-def _details(exc: grpc.RpcError) -> str:
+def rpc_details(exc: grpc.RpcError) -> str:
+    """What the server (or gRPC) said about a failed call."""
     details = getattr(exc, "details", None)
     return str((details() if callable(details) else None) or exc)
 
@@ -141,8 +143,8 @@ def is_tls_failure(details: str) -> bool:
 
 def map_rpc_error(exc: grpc.RpcError, what: str) -> KVStoreError:
     """The kvstore error for a gRPC failure of ``what`` (a short description of the call)."""
-    code = _code(exc)
-    details = _details(exc)
+    code = rpc_code(exc)
+    details = rpc_details(exc)
     if is_retryable(code, details):
         return NotReachableError(f"{what}: etcd is not reachable: {details}")
     if "user name is empty" in details:
@@ -159,7 +161,7 @@ def map_rpc_error(exc: grpc.RpcError, what: str) -> KVStoreError:
 
 def is_lease_not_found(exc: grpc.RpcError) -> bool:
     """etcd's "requested lease not found": the lease expired or was revoked."""
-    return bool(_code(exc) == grpc.StatusCode.NOT_FOUND and "lease" in _details(exc).lower())
+    return bool(rpc_code(exc) == grpc.StatusCode.NOT_FOUND and "lease" in rpc_details(exc).lower())
 
 
 def channel_credentials(tls: ClientTLS) -> Any:
@@ -176,6 +178,48 @@ def channel_credentials(tls: ClientTLS) -> Any:
         )
     except (TypeError, ValueError) as exc:  # grpc checks little here, and lazily: be safe
         raise NotReachableError(f"etcd TLS: unusable certificate files: {exc}") from None
+
+
+def classify_failure(exc: Exception, endpoint: object, what: str, *, closed: bool) -> Retry | KVStoreError:
+    """What a failed attempt means: another member may answer (:class:`Retry`), or the error to raise.
+
+    Shared by the sync connection and ``kvstore.aio``'s, so both fail over on the same errors.
+    """
+    if isinstance(exc, ValueError):  # gRPC: "Cannot invoke RPC on closed channel!"
+        if closed:
+            return KVStoreError(f"{what}: the etcd store is closed")
+        return KVStoreError(f"{what}: {exc}")
+    code = rpc_code(exc)
+    details = rpc_details(exc)
+    if not is_retryable(code, details):
+        return map_rpc_error(exc, what)
+    if is_tls_failure(details):
+        error = NotReachableError(
+            f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
+            f"that signed the server, and the client certificate one it accepts?): {details}"
+        )
+        return Retry(error, details, tls=True)
+    return Retry(NotReachableError(f"{what}: etcd is not reachable: {details}"), details)
+
+
+def no_answer_error(
+    targets: Sequence[str], what: str, budget: float, tried: Mapping[str, tuple[int, str]]
+) -> KVStoreError:
+    """The error of a call that ran out of budget: only what really happened, member by member."""
+
+    def attempts(target: str) -> str:
+        count, error = tried[target]
+        return f"{target} ({'once' if count == 1 else f'{count} times'}, last: {error})"
+
+    untried = [t for t in targets if t not in tried]
+    if not tried:
+        return NotReachableError(f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})")
+    if len(targets) == 1:
+        return NotReachableError(f"{what}: etcd at {attempts(targets[0])} did not answer within {budget:g} s")
+    message = f"{what}: no etcd member answered within {budget:g} s; tried {', '.join(map(attempts, tried))}"
+    if untried:
+        message += f"; no time was left to try {', '.join(untried)}"
+    return NotReachableError(message)
 
 
 class Endpoint:
@@ -290,10 +334,10 @@ class Connection:
                     try:
                         response = endpoint.auth.Authenticate(request, timeout=timeout)
                     except grpc.RpcError as exc:
-                        if is_retryable(_code(exc), _details(exc)):
+                        if is_retryable(rpc_code(exc), rpc_details(exc)):
                             raise
                         raise KVStoreError(
-                            f"etcd authentication as {self._username!r} failed: {_details(exc)}"
+                            f"etcd authentication as {self._username!r} failed: {rpc_details(exc)}"
                         ) from None
                     self._token = str(response.token)
                 token = self._token
@@ -321,7 +365,7 @@ class Connection:
                     return invoke(endpoint, timeout, self.metadata(endpoint, timeout))
                 except grpc.RpcError as exc:
                     # A refused token (expired, or the member restarted): fetch a new one, here.
-                    if refreshes < 2 and self._username and _code(exc) == grpc.StatusCode.UNAUTHENTICATED:
+                    if refreshes < 2 and self._username and rpc_code(exc) == grpc.StatusCode.UNAUTHENTICATED:
                         refreshes += 1
                         self.forget_token()
                         continue
@@ -344,43 +388,10 @@ class Connection:
         return KVStoreError(f"{what}: the etcd store is closed") if self.closed.is_set() else None
 
     def _classify(self, exc: Exception, endpoint: Endpoint, what: str) -> Retry | KVStoreError:
-        """What a failed attempt means: another member may answer (:class:`Retry`), or the error to raise."""
-        if isinstance(exc, ValueError):  # gRPC: "Cannot invoke RPC on closed channel!"
-            if self.closed.is_set():
-                return KVStoreError(f"{what}: the etcd store is closed")
-            return KVStoreError(f"{what}: {exc}")
-        code = _code(exc)
-        details = _details(exc)
-        if not is_retryable(code, details):
-            return map_rpc_error(exc, what)
-        if is_tls_failure(details):
-            error = NotReachableError(
-                f"{what}: the TLS handshake with etcd at {endpoint} failed (is the CA the one "
-                f"that signed the server, and the client certificate one it accepts?): {details}"
-            )
-            return Retry(error, details, tls=True)
-        return Retry(NotReachableError(f"{what}: etcd is not reachable: {details}"), details)
+        return classify_failure(exc, endpoint, what, closed=self.closed.is_set())
 
     def _no_answer(self, what: str, budget: float, tried: Mapping[str, tuple[int, str]], _last: Retry) -> KVStoreError:
-        """The error of a call that ran out of budget: only what really happened, member by member."""
-
-        def attempts(target: str) -> str:
-            count, error = tried[target]
-            return f"{target} ({'once' if count == 1 else f'{count} times'}, last: {error})"
-
-        untried = [e.target for e in self.endpoints if e.target not in tried]
-        if not tried:
-            return NotReachableError(
-                f"{what}: no etcd member could be tried within {budget:g} s ({', '.join(untried)})"
-            )
-        if len(self.endpoints) == 1:
-            return NotReachableError(
-                f"{what}: etcd at {attempts(self.endpoints[0].target)} did not answer within {budget:g} s"
-            )
-        message = f"{what}: no etcd member answered within {budget:g} s; tried {', '.join(map(attempts, tried))}"
-        if untried:
-            message += f"; no time was left to try {', '.join(untried)}"
-        return NotReachableError(message)
+        return no_answer_error([e.target for e in self.endpoints], what, budget, tried)
 
     def close(self) -> None:
         self.closed.set()
@@ -479,7 +490,7 @@ class WatchStream:
         """One etcd watch stream on ``endpoint``, read until it ends; the failure that ends the watch, if any."""
         done = threading.Event()
         try:
-            metadata = self._conn.metadata(endpoint, self._conn.timeout, _REQUIRE_LEADER)
+            metadata = self._conn.metadata(endpoint, self._conn.timeout, REQUIRE_LEADER)
             call = endpoint.watch.Watch(self._requests(done), metadata=metadata)
             with self._mutex:
                 self._call = call
@@ -532,10 +543,10 @@ class WatchStream:
         """A broken stream: the error that ends the watch, or None to open a new stream (elsewhere)."""
         if self._stop.is_set():
             return None
-        code = _code(exc)
+        code = rpc_code(exc)
         if code == grpc.StatusCode.UNAUTHENTICATED:
             self._conn.forget_token()
-        elif is_retryable(code, _details(exc)):
+        elif is_retryable(code, rpc_details(exc)):
             self._conn.fail_over(endpoint)
         else:
             return map_rpc_error(exc, "watch")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -114,8 +114,10 @@ class Failover(Generic[E]):
         self.rotation = rotation
         self._catch = catch
         self._classify = classify
-        self._closed = closed
-        self._out_of_budget = out_of_budget
+        #: Asked before every attempt: the error to raise when the store was closed, else None.
+        self.closed_error = closed
+        #: The error of a call whose budget ran out.
+        self.out_of_budget = out_of_budget
         self._min_attempt = min_attempt
 
     def attempt_timeout(self, budget: float, remaining: float) -> float:
@@ -145,39 +147,92 @@ class Failover(Generic[E]):
         one that knows the request must not be repeated); ``on_retry`` runs
         before every attempt after the first.
         """
-        deadline = time.monotonic() + budget
-        rotation = self.rotation
-        classify = classify or self._classify
-        failures = 0
-        last: Retry | None = None
-        tried: dict[str, tuple[int, str]] = {}
-        tls_failed: set[str] = set()
+        tally = _Tally(self, what, budget, classify or self._classify)
         while True:
-            closed = self._closed(what)
-            if closed is not None:
-                raise closed
-            remaining = deadline - time.monotonic()
-            if last is not None and remaining <= 0:
-                raise self._out_of_budget(what, budget, tried, last)
-            endpoint = rotation.current()
+            endpoint, timeout = tally.next_attempt()
             try:
-                return attempt(endpoint, self.attempt_timeout(budget, remaining))
+                return attempt(endpoint, timeout)
             except self._catch as exc:
-                verdict = classify(exc, endpoint, what)
-            if isinstance(verdict, KVStoreError):
-                raise verdict from None
-            last = verdict
-            name = str(endpoint)
-            tried[name] = (tried.get(name, (0, ""))[0] + 1, verdict.detail)
-            if verdict.tls:
-                tls_failed.add(name)
-                if len(tls_failed) == len(rotation):
-                    raise verdict.error from None
-            rotation.fail_over(endpoint)
-            failures += 1
-            if failures % len(rotation) == 0:
-                # Every address failed once more: give them a moment instead of spinning.
-                pause = min(0.05 * 2 ** min(failures // len(rotation), 4), 0.5)
-                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                pause = tally.failed(exc, endpoint)
+            if pause > 0:
+                time.sleep(pause)
             if on_retry is not None:
                 on_retry()
+
+    async def acall(
+        self,
+        what: str,
+        attempt: Callable[[E, float], Awaitable[T]],
+        budget: float,
+        *,
+        classify: Classify[E] | None = None,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:
+        """:meth:`call` for asyncio: the same policy, the attempt awaited and the back-off an ``asyncio.sleep``.
+
+        For the async backends (:mod:`kvstore.aio`): nothing here blocks the
+        event loop, and no thread is involved.
+        """
+        import asyncio  # here, not at the top: the sync backends never pay for importing asyncio
+
+        tally = _Tally(self, what, budget, classify or self._classify)
+        while True:
+            endpoint, timeout = tally.next_attempt()
+            try:
+                return await attempt(endpoint, timeout)
+            except self._catch as exc:
+                pause = tally.failed(exc, endpoint)
+            await asyncio.sleep(pause)
+            if on_retry is not None:
+                on_retry()
+
+
+class _Tally(Generic[E]):
+    """The bookkeeping of one call's attempts, shared by :meth:`Failover.call` and :meth:`Failover.acall`."""
+
+    def __init__(self, failover: Failover[E], what: str, budget: float, classify: Classify[E]) -> None:
+        self._failover = failover
+        self._what = what
+        self._budget = budget
+        self._classify = classify
+        self._deadline = time.monotonic() + budget
+        self._failures = 0
+        self._last: Retry | None = None
+        self._tried: dict[str, tuple[int, str]] = {}
+        self._tls_failed: set[str] = set()
+
+    def next_attempt(self) -> tuple[E, float]:
+        """The address to try now and the attempt's timeout; raises once the store closed or the budget is spent."""
+        failover = self._failover
+        closed = failover.closed_error(self._what)
+        if closed is not None:
+            raise closed
+        remaining = self._deadline - time.monotonic()
+        if self._last is not None and remaining <= 0:
+            raise failover.out_of_budget(self._what, self._budget, self._tried, self._last)
+        return failover.rotation.current(), failover.attempt_timeout(self._budget, remaining)
+
+    def failed(self, exc: Exception, endpoint: E) -> float:
+        """Record a failed attempt and move to the next address; the pause before the next attempt.
+
+        Raises the classifier's error when it says no other address can help,
+        and the TLS error once every address failed its handshake.
+        """
+        verdict = self._classify(exc, endpoint, self._what)
+        if isinstance(verdict, KVStoreError):
+            raise verdict from None
+        self._last = verdict
+        name = str(endpoint)
+        self._tried[name] = (self._tried.get(name, (0, ""))[0] + 1, verdict.detail)
+        rotation = self._failover.rotation
+        if verdict.tls:
+            self._tls_failed.add(name)
+            if len(self._tls_failed) == len(rotation):
+                raise verdict.error from None
+        rotation.fail_over(endpoint)
+        self._failures += 1
+        if self._failures % len(rotation) != 0:
+            return 0.0
+        # Every address failed once more: give them a moment instead of spinning.
+        pause = min(0.05 * 2.0 ** min(self._failures // len(rotation), 4), 0.5)
+        return max(0.0, min(pause, self._deadline - time.monotonic()))

@@ -18,7 +18,6 @@ loses the lock within it).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sqlite3
 import threading
@@ -38,22 +37,12 @@ from ..errors import (
 from ..options import positive_number
 from ..store import Config, KVPair, Lock, Store, Watch, override
 from ._local import ChangeSignal, LocalLock, children_or_none, start_polling_watch
+from .sqlite_file import LIVE as _LIVE
+from .sqlite_file import SCHEMA as _SCHEMA
+from .sqlite_file import check_location as _check_location
+from .sqlite_file import mapped_errors as _mapped_errors
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL,
-    idx INTEGER NOT NULL,
-    expires REAL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kv_expires ON kv(expires) WHERE expires IS NOT NULL;
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta(name, value) VALUES ('rev', 0);
-"""
-
-_LIVE = "(expires IS NULL OR expires > ?)"
 
 
 class SQLiteStore(Store):
@@ -310,41 +299,3 @@ class SQLiteStore(Store):
                     continue  # a busy database: the next round tries again
         finally:
             conn.close()
-
-
-def _check_location(path: str) -> None:
-    """Say plainly why a file cannot be used, before sqlite says "unable to open"."""
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise NotReachableError(f"sqlite store {path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise NotReachableError(f"sqlite store {path}: is a directory, not a file")
-
-
-@contextlib.contextmanager
-def _mapped_errors(path: str) -> Iterator[None]:
-    """Turn sqlite3 and OS errors into kvstore errors that name the file."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise NotReachableError(f"sqlite store {path}: busy for too long ({text})") from None
-        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
-            raise NotReachableError(_access_problem(path, text)) from None
-        raise KVStoreError(f"sqlite store {path}: {text}") from None
-    except sqlite3.DatabaseError as exc:
-        raise KVStoreError(f"sqlite store {path}: {exc}") from None
-    except sqlite3.Error as exc:
-        raise KVStoreError(f"sqlite store {path}: {exc}") from None
-    except OSError as exc:
-        raise NotReachableError(f"sqlite store {path}: {os.strerror(exc.errno or errno.EIO)}") from None
-
-
-def _access_problem(path: str, text: str) -> str:
-    directory = os.path.dirname(path) or "."
-    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
-        return f"sqlite store {path}: permission denied (cannot read and write the file)"
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"sqlite store {path}: permission denied (cannot write in {directory})"
-    return f"sqlite store {path}: cannot open ({text})"
