@@ -148,13 +148,17 @@ def main() -> int:
                     status = json.loads(response.read())["SystemStatus"]
             except OSError:
                 return False
-            return any(k == "Nodes" and v == str(len(nodes)) for k, v in status)
+            healthy = sum(1 for k, v in status if k.strip() == "└ Status" and v == "Healthy")
+            return healthy >= len(nodes)
 
-        wait(listed, 30)
-        wait(manager_sees_nodes, 30)
+        # "up" means what a user needs for `docker run`: every node Healthy in
+        # the manager, not merely listed (a node is Pending until its first
+        # refresh, which takes longer on a busy machine).
+        up = wait(listed, 60) and wait(manager_sees_nodes, 90)
         host = f"tcp://127.0.0.1:{manager_port}"
+        headline = "Local cluster is up." if up else "Local cluster started, but its nodes are not Healthy yet."
         print(
-            f"""Local cluster is up.
+            f"""{headline}
   discovery: {discovery}
   nodes:     {", ".join(nodes)}  ({note})
   manager:   {host}

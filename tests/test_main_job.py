@@ -33,7 +33,7 @@ def test_local_cluster_comes_up_runs_a_container_and_stops(tmp_path: Path) -> No
     try:
         assert process.stdout is not None
         lines: list[str] = []
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
